@@ -1,0 +1,12 @@
+"""reiqa: no-reference image quality assessment with Re-IQA.
+
+Nothing heavy happens at import: no weights are read and nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from reiqa.errors import ImageLoadError, ReiqaError, UnknownNameError
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["ImageLoadError", "ReiqaError", "UnknownNameError", "__version__"]

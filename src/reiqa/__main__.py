@@ -1,0 +1,3 @@
+from reiqa.cli import main
+
+main()
