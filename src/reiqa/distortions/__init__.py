@@ -52,8 +52,9 @@ def _resolve(images: Tensor, types: TypesLike, levels: LevelsLike) -> tuple[list
     return type_ids, level_ids
 
 
-def sample_params(images: Tensor, types: TypesLike, levels: LevelsLike, *,
-                  generator: torch.Generator | None = None) -> list[dict[str, Tensor]]:
+def sample_params(
+    images: Tensor, types: TypesLike, levels: LevelsLike, *, generator: torch.Generator | None = None
+) -> list[dict[str, Tensor]]:
     """Draw the random parameters of every image, in image order (empty for deterministic
     types). Image i's draws depend only on the generator's state after images 0..i-1, so a batch
     gives the same result as its images done one at a time with the same generator."""
@@ -67,9 +68,15 @@ def sample_params(images: Tensor, types: TypesLike, levels: LevelsLike, *,
     return params
 
 
-def apply(images: Tensor, types: TypesLike, levels: LevelsLike, *,
-          generator: torch.Generator | None = None, compat: bool = False,
-          params: list[dict[str, Tensor]] | None = None) -> Tensor:
+def apply(
+    images: Tensor,
+    types: TypesLike,
+    levels: LevelsLike,
+    *,
+    generator: torch.Generator | None = None,
+    compat: bool = False,
+    params: list[dict[str, Tensor]] | None = None,
+) -> Tensor:
     """Distort each image with its own type and level.
 
     Args:
@@ -98,8 +105,9 @@ def apply(images: Tensor, types: TypesLike, levels: LevelsLike, *,
         values = torch.tensor([spec.levels[level_ids[i]] for i in idx.tolist()], dtype=torch.float64)
         group_params = {}
         if spec.sample is not None:
-            group_params = {k: torch.stack([params[i][k] for i in idx.tolist()]).to(images.device)
-                            for k in params[idx[0]]}
+            group_params = {
+                k: torch.stack([params[i][k] for i in idx.tolist()]).to(images.device) for k in params[idx[0]]
+            }
         dev_idx = idx.to(images.device)
         out[dev_idx] = spec.op(work[dev_idx], values, group_params, compat=compat)
     return out.to(images.dtype)

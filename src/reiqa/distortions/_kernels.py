@@ -188,8 +188,6 @@ def pil_resize(images: Tensor, size: tuple[int, int], filter_name: str, *, quant
     return out
 
 
-
-
 @lru_cache(maxsize=256)
 def pil_nearest_indices(size_in: int, size_out: int) -> Tensor:
     """Source indices of Pillow's NEAREST resize, which walks the output accumulating the scale in

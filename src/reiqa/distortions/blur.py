@@ -59,8 +59,9 @@ def lens_blur(images: Tensor, values: Tensor, params: dict[str, Tensor], *, comp
     return K.floor_to_uint8_grid(out) if compat else out
 
 
-def sample_motion_blur(h: int, w: int, value: float, generator: torch.Generator | None,
-                       device: torch.device) -> dict[str, Tensor]:
+def sample_motion_blur(
+    h: int, w: int, value: float, generator: torch.Generator | None, device: torch.device
+) -> dict[str, Tensor]:
     """Direction of the motion: vertical or horizontal with equal probability."""
     return {"vertical": torch.rand((), generator=generator, device=device) < 0.5}
 

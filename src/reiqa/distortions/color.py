@@ -44,8 +44,9 @@ def edge_weight(images: Tensor) -> Tensor:
     return _minmax(torch.minimum(torch.maximum(e, lo), hi))
 
 
-def sample_color_shift(h: int, w: int, value: float, generator: torch.Generator | None,
-                       device: torch.device) -> dict[str, Tensor]:
+def sample_color_shift(
+    h: int, w: int, value: float, generator: torch.Generator | None, device: torch.device
+) -> dict[str, Tensor]:
     """Shift (dy, dx) = round(amount * v / |v|), v uniform in [0, 1)^2, as the official draw."""
     v = torch.rand(2, generator=generator, device=device, dtype=torch.float64)
     v = v / v.norm().clamp_min(1e-12)

@@ -21,8 +21,9 @@ MAX_MOVES = 100
 JITTER_ROUNDS = 5
 
 
-def sample_color_block(h: int, w: int, value: float, generator: torch.Generator | None,
-                       device: torch.device) -> dict[str, Tensor]:
+def sample_color_block(
+    h: int, w: int, value: float, generator: torch.Generator | None, device: torch.device
+) -> dict[str, Tensor]:
     """Top-left corners (MAX_BLOCKS, 2) = (int(U * (h - 32)), int(U * (w - 32))) and colours
     (MAX_BLOCKS, 3) on the 8-bit grid, as the official draws."""
     u = torch.rand((MAX_BLOCKS, 2), generator=generator, device=device, dtype=torch.float64)
@@ -49,8 +50,9 @@ def color_block(images: Tensor, values: Tensor, params: dict[str, Tensor], *, co
     return out
 
 
-def sample_non_eccentricity(h: int, w: int, value: float, generator: torch.Generator | None,
-                            device: torch.device) -> dict[str, Tensor]:
+def sample_non_eccentricity(
+    h: int, w: int, value: float, generator: torch.Generator | None, device: torch.device
+) -> dict[str, Tensor]:
     """MAX_MOVES patch moves (MAX_MOVES, 4) = (src_y, src_x, dst_y, dst_x): the source at least
     16 px inside the border, the destination within +-8 px of it (official draws), both clamped
     so that the patch stays inside images too small for the official ranges."""
@@ -89,8 +91,9 @@ def non_eccentricity(images: Tensor, values: Tensor, params: dict[str, Tensor], 
     return out.contiguous()
 
 
-def sample_jitter(h: int, w: int, value: float, generator: torch.Generator | None,
-                  device: torch.device) -> dict[str, Tensor]:
+def sample_jitter(
+    h: int, w: int, value: float, generator: torch.Generator | None, device: torch.device
+) -> dict[str, Tensor]:
     """JITTER_ROUNDS standard normal shift fields (rounds, 2, H, W): row then column shift."""
     return {"shifts": torch.randn((JITTER_ROUNDS, 2, h, w), generator=generator, device=device)}
 

@@ -10,20 +10,23 @@ from reiqa.distortions import _kernels as K
 from reiqa.distortions.colorspace import rgb_to_ycbcr, ycbcr_to_rgb
 
 
-def sample_normal_field(h: int, w: int, value: float, generator: torch.Generator | None,
-                        device: torch.device) -> dict[str, Tensor]:
+def sample_normal_field(
+    h: int, w: int, value: float, generator: torch.Generator | None, device: torch.device
+) -> dict[str, Tensor]:
     """A standard normal field (3, H, W); the op scales it by the level's standard deviation."""
     return {"noise": torch.randn((3, h, w), generator=generator, device=device)}
 
 
-def sample_uniform_field(h: int, w: int, value: float, generator: torch.Generator | None,
-                         device: torch.device) -> dict[str, Tensor]:
+def sample_uniform_field(
+    h: int, w: int, value: float, generator: torch.Generator | None, device: torch.device
+) -> dict[str, Tensor]:
     """One uniform [0, 1) draw per pixel (1, H, W), shared by the three channels."""
     return {"u": torch.rand((1, h, w), generator=generator, device=device)}
 
 
-def sample_denoise(h: int, w: int, value: float, generator: torch.Generator | None,
-                   device: torch.device) -> dict[str, Tensor]:
+def sample_denoise(
+    h: int, w: int, value: float, generator: torch.Generator | None, device: torch.device
+) -> dict[str, Tensor]:
     """The noise field and which denoiser runs: box blur or Gaussian blur, equally likely."""
     noise = sample_normal_field(h, w, value, generator, device)
     return {**noise, "box": torch.rand((), generator=generator, device=device) < 0.5}
@@ -55,8 +58,9 @@ def impulse_noise(images: Tensor, values: Tensor, params: dict[str, Tensor], *, 
     return torch.where(u > 1.0 - half, torch.ones_like(images), out)
 
 
-def multiplicative_noise(images: Tensor, values: Tensor, params: dict[str, Tensor], *,
-                         compat: bool) -> Tensor:
+def multiplicative_noise(
+    images: Tensor, values: Tensor, params: dict[str, Tensor], *, compat: bool
+) -> Tensor:
     """x + x * N(0, var) (speckle), clipped."""
     out = (images * (1.0 + params["noise"].to(images) * _std(values, images))).clamp_(0.0, 1.0)
     return K.floor_to_uint8_grid(out) if compat else out

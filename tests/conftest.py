@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+DEVICES = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES, ids=str)
+def device(request: pytest.FixtureRequest) -> torch.device:
+    return request.param
+
+
+def textured_images(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """(n, 3, h, w) float in [0, 1] that look a little like photographs: smooth colour fields,
+    a few hard edges and fine texture, so that every distortion has something to act on."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, 3, max(2, h // 8), max(2, w // 8), generator=g)
+    smooth = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+    ys = torch.linspace(0, 1, h).view(1, 1, h, 1)
+    xs = torch.linspace(0, 1, w).view(1, 1, 1, w)
+    offsets = torch.rand(n, 3, 1, 1, generator=g)
+    edges = ((xs + 0.5 * ys + offsets) % 0.5 > 0.25).float()
+    texture = torch.rand(n, 3, h, w, generator=g)
+    return (0.55 * smooth + 0.3 * edges + 0.15 * texture).clamp(0.0, 1.0)
