@@ -1,0 +1,552 @@
+from __future__ import annotations
+
+import struct
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import reiqa.io
+from reiqa.errors import ImageLoadError
+from reiqa.io import (
+    IMAGE_SUFFIXES,
+    LoadResult,
+    find_images,
+    load_image,
+    load_images,
+    save_image,
+    to_pil,
+    to_tensor,
+)
+
+RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+
+
+def _pixels(h: int = 8, w: int = 12, seed: int = 0) -> np.ndarray:
+    """(H, W, 3) uint8 noise."""
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _quadrants(h: int = 16, w: int = 16) -> np.ndarray:
+    """(H, W, 3) uint8 with four flat colours: red, green / blue, white."""
+    out = np.empty((h, w, 3), np.uint8)
+    out[: h // 2, : w // 2], out[: h // 2, w // 2 :] = RED, GREEN
+    out[h // 2 :, : w // 2], out[h // 2 :, w // 2 :] = BLUE, WHITE
+    return out
+
+
+def _smooth(h: int = 16, w: int = 16) -> np.ndarray:
+    """(H, W, 3) uint8 gradients, which lossy codecs keep well."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // (w - 1), y * 255 // (h - 1), (x + y) * 255 // (h + w - 2)], -1).astype(
+        np.uint8
+    )
+
+
+def _as_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1], the reference conversion."""
+    return torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1)
+
+
+def _write_png16(path: Path, values: np.ndarray, color_type: int) -> None:
+    """Write a 16-bit PNG by hand; Pillow cannot write 16-bit RGB. values: (H, W, C) uint16."""
+    h, w = values.shape[:2]
+    rows = b"".join(b"\x00" + values[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _check_image(t: torch.Tensor, h: int, w: int) -> None:
+    assert t.shape == (3, h, w)
+    assert t.dtype == torch.float32
+    assert t.is_contiguous()
+    assert t.min().item() >= 0.0 and t.max().item() <= 1.0
+
+
+# --- formats ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("a.png", {}),
+        ("a.bmp", {}),
+        ("a.tiff", {}),
+        ("a.tif", {}),
+        ("a.webp", {"lossless": True}),
+        ("a.ppm", {}),
+    ],
+)
+def test_lossless_formats_load_exactly(tmp_path: Path, name: str, options: dict) -> None:
+    pixels = _pixels()
+    Image.fromarray(pixels).save(tmp_path / name, **options)
+    t = load_image(tmp_path / name)
+    _check_image(t, 8, 12)
+    torch.testing.assert_close(t, _as_tensor(pixels), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(("name", "options"), [("a.jpg", {"quality": 95}), ("a.webp", {"quality": 90})])
+def test_lossy_formats_load_close(tmp_path: Path, name: str, options: dict) -> None:
+    pixels = _smooth()
+    Image.fromarray(pixels).save(tmp_path / name, **options)
+    t = load_image(tmp_path / name)
+    _check_image(t, 16, 16)
+    assert (t - _as_tensor(pixels)).abs().mean() < 0.02
+
+
+def test_gif_loads_exactly(tmp_path: Path) -> None:
+    pixels = _quadrants()  # four colours, so the palette holds them exactly
+    Image.fromarray(pixels).save(tmp_path / "a.gif")
+    torch.testing.assert_close(load_image(tmp_path / "a.gif"), _as_tensor(pixels), atol=1e-6, rtol=0)
+
+
+def test_animated_gif_gives_first_frame(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (6, 4), c) for c in (RED, GREEN, BLUE)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    assert Image.open(tmp_path / "anim.gif").n_frames == 3
+    t = load_image(tmp_path / "anim.gif")
+    _check_image(t, 4, 6)
+    torch.testing.assert_close(t, torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1).expand(3, 4, 6))
+
+
+def test_16bit_grayscale_png_keeps_precision(tmp_path: Path) -> None:
+    values = np.array([[1, 1000, 30001], [40000, 65534, 65535]], dtype=np.uint16)
+    assert (values % 257 != 0).sum() == 5  # not on the 8-bit grid
+    Image.fromarray(values).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I;16")
+    t = load_image(tmp_path / "g16.png")
+    _check_image(t, 2, 3)
+    expected = torch.from_numpy(values.astype(np.float64) / 65535).float()
+    for c in range(3):
+        torch.testing.assert_close(t[c], expected, atol=1e-7, rtol=0)
+    eight_bit = torch.round(expected * 255) / 255
+    assert (t[0] - eight_bit).abs().max() > 1e-3
+
+
+def test_16bit_rgb_png_is_reduced_to_8_bits_by_pillow(tmp_path: Path) -> None:
+    # Documented limitation: Pillow opens 16-bit RGB PNGs as 8-bit "RGB".
+    values = np.array([[[1000, 30000, 65535], [871, 5, 60000]]], dtype=np.uint16)
+    _write_png16(tmp_path / "rgb16.png", values, color_type=2)
+    t = load_image(tmp_path / "rgb16.png")
+    _check_image(t, 1, 2)
+    levels = t * 255
+    torch.testing.assert_close(levels, levels.round(), atol=1e-4, rtol=0)  # on the 8-bit grid
+    true = torch.from_numpy(values.astype(np.float32) / 65535).permute(2, 0, 1)
+    assert (t - true).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_16bit_pgm_mode_i_is_divided_by_65535(tmp_path: Path) -> None:
+    values = np.array([[7, 1000], [2000, 65535]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "g16.pgm")
+    assert Image.open(tmp_path / "g16.pgm").mode == "I"
+    t = load_image(tmp_path / "g16.pgm")
+    torch.testing.assert_close(t[1], torch.from_numpy(values / 65535).float(), atol=1e-7, rtol=0)
+
+
+def test_float_tiff_is_on_pillow_0_255_scale_and_clamped(tmp_path: Path) -> None:
+    Image.fromarray(np.array([[127.5, 300.0, -4.0]], dtype=np.float32)).save(tmp_path / "f.tif")
+    assert Image.open(tmp_path / "f.tif").mode == "F"
+    torch.testing.assert_close(load_image(tmp_path / "f.tif")[2], torch.tensor([[0.5, 1.0, 0.0]]))
+
+
+def test_grayscale_l_and_1(tmp_path: Path) -> None:
+    gray = np.array([[0, 10, 128], [200, 254, 255]], dtype=np.uint8)
+    Image.fromarray(gray).save(tmp_path / "l.png")
+    t = load_image(tmp_path / "l.png")
+    _check_image(t, 2, 3)
+    for c in range(3):
+        torch.testing.assert_close(t[c], torch.from_numpy(gray / 255).float())
+    Image.fromarray(gray > 100).save(tmp_path / "bw.png")
+    assert Image.open(tmp_path / "bw.png").mode == "1"
+    torch.testing.assert_close(
+        load_image(tmp_path / "bw.png")[0], torch.tensor([[0.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+    )
+
+
+@pytest.mark.parametrize("name", ["cmyk.tif", "cmyk.jpg"])
+def test_cmyk_converts_to_rgb(tmp_path: Path, name: str) -> None:
+    im = Image.new("CMYK", (16, 8), (0, 255, 255, 0))  # no cyan/black, full magenta + yellow: red
+    im.paste((0, 0, 0, 255), (8, 0, 16, 8))  # full black
+    im.save(tmp_path / name)
+    assert Image.open(tmp_path / name).mode == "CMYK"
+    t = load_image(tmp_path / name)
+    _check_image(t, 8, 16)
+    tol = 0 if name.endswith(".tif") else 0.03
+    torch.testing.assert_close(
+        t[:, :, :8], torch.tensor([1.0, 0, 0]).view(3, 1, 1).expand(3, 8, 8), atol=tol, rtol=0
+    )
+    assert t[:, :, 8:].max() <= tol
+
+
+def test_palette_without_transparency(tmp_path: Path) -> None:
+    im = Image.new("P", (3, 1))
+    im.putpalette([*RED, *GREEN, *BLUE])
+    im.putdata([2, 0, 1])
+    im.save(tmp_path / "p.png")
+    assert Image.open(tmp_path / "p.png").mode == "P"
+    expected = torch.tensor([[0.0, 1, 0], [0, 0, 1], [1, 0, 0]]).view(3, 1, 3)
+    torch.testing.assert_close(load_image(tmp_path / "p.png"), expected)
+
+
+@pytest.mark.parametrize("name", ["p.png", "p.gif"])
+def test_palette_with_transparency_is_composited(tmp_path: Path, name: str) -> None:
+    im = Image.new("P", (2, 1))
+    im.putpalette([*RED, *BLUE])
+    im.putdata([0, 1])
+    im.save(tmp_path / name, transparency=1)
+    assert Image.open(tmp_path / name).mode == "P"
+    on_white = load_image(tmp_path / name)
+    torch.testing.assert_close(on_white[:, 0, 0], torch.tensor([1.0, 0, 0]))
+    torch.testing.assert_close(on_white[:, 0, 1], torch.tensor([1.0, 1, 1]))
+    on_grey = load_image(tmp_path / name, background=(0.25, 0.5, 0.75))
+    torch.testing.assert_close(on_grey[:, 0, 1], torch.tensor([0.25, 0.5, 0.75]))
+
+
+def test_rgba_composited_on_white_and_custom_background(tmp_path: Path) -> None:
+    rgba = np.array([[[200, 100, 0, 255], [200, 100, 0, 51], [10, 20, 30, 0]]], dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    rgb = rgba[..., :3].astype(np.float64) / 255
+    a = rgba[..., 3:].astype(np.float64) / 255
+    for bg in [(1.0, 1.0, 1.0), (0.2, 0.4, 0.6)]:
+        kwargs = {} if bg == (1.0, 1.0, 1.0) else {"background": bg}
+        t = load_image(tmp_path / "rgba.png", **kwargs)
+        _check_image(t, 1, 3)
+        expected = torch.from_numpy(a * rgb + (1 - a) * np.array(bg)).float().permute(2, 0, 1)
+        torch.testing.assert_close(t, expected, atol=1e-6, rtol=0)
+    # spot-check by hand: alpha 51/255 = 0.2, so G = 0.2 * 100/255 + 0.8 * 0.4
+    assert load_image(tmp_path / "rgba.png", background=(0.2, 0.4, 0.6))[1, 0, 1].item() == pytest.approx(
+        0.2 * 100 / 255 + 0.8 * 0.4, abs=1e-6
+    )
+
+
+def test_la_composited(tmp_path: Path) -> None:
+    la = np.array([[[100, 255], [100, 0], [255, 102]]], dtype=np.uint8)
+    Image.frombytes("LA", (3, 1), la.tobytes()).save(tmp_path / "la.png")
+    assert Image.open(tmp_path / "la.png").mode == "LA"
+    t = load_image(tmp_path / "la.png", background=(0.0, 0.5, 1.0))
+    torch.testing.assert_close(t[:, 0, 0], torch.full((3,), 100 / 255))
+    torch.testing.assert_close(t[:, 0, 1], torch.tensor([0.0, 0.5, 1.0]))
+    torch.testing.assert_close(t[:, 0, 2], 0.4 * 1.0 + 0.6 * torch.tensor([0.0, 0.5, 1.0]))
+
+
+@pytest.mark.parametrize(
+    ("mode", "color", "expected"),
+    [
+        ("PA", (0, 0), (1.0, 1.0, 1.0)),  # palette index 0 fully transparent
+        ("La", (100, 255), (100 / 255,) * 3),
+        ("RGBa", (64, 32, 0, 255), (64 / 255, 32 / 255, 0.0)),
+        ("RGBa", (64, 32, 0, 128), (190.75 / 255, 158.6 / 255, 127 / 255)),  # unpremultiplied, on white
+        ("RGBX", (64, 32, 0, 9), (64 / 255, 32 / 255, 0.0)),
+        ("YCbCr", (76, 85, 255), (1.0, 0.0, 0.0)),
+        ("HSV", (0, 255, 255), (1.0, 0.0, 0.0)),
+    ],
+)
+def test_to_tensor_other_modes(mode: str, color: tuple, expected: tuple) -> None:
+    t = to_tensor(Image.new(mode, (2, 1), color))
+    _check_image(t, 1, 2)
+    torch.testing.assert_close(t[:, 0, 0], torch.tensor(expected), atol=2 / 255, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["o.jpg", "o.png"])
+def test_exif_orientation_is_applied(tmp_path: Path, name: str) -> None:
+    stored = np.empty((2, 4, 3), np.uint8)  # 4 wide, 2 tall
+    stored[0, :2], stored[0, 2:], stored[1, :2], stored[1, 2:] = RED, GREEN, BLUE, WHITE
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    im.save(
+        tmp_path / name, exif=exif, **({"quality": 100, "subsampling": 0} if name.endswith(".jpg") else {})
+    )
+    t = load_image(tmp_path / name)
+    _check_image(t, 4, 2)  # 2 wide, 4 tall
+    expected = _as_tensor(np.ascontiguousarray(np.rot90(stored, k=-1)))
+    # the top row shows the stored left column read bottom to top: blue, red
+    torch.testing.assert_close(expected[:, 0, 0], torch.tensor([0.0, 0, 1]))
+    torch.testing.assert_close(expected[:, 0, 1], torch.tensor([1.0, 0, 0]))
+    torch.testing.assert_close(t, expected, atol=0.05 if name.endswith(".jpg") else 1e-6, rtol=0)
+
+
+def test_one_pixel_image(tmp_path: Path) -> None:
+    Image.new("RGB", (1, 1), (10, 20, 30)).save(tmp_path / "1.png")
+    t = load_image(tmp_path / "1.png")
+    _check_image(t, 1, 1)
+    torch.testing.assert_close(t.flatten(), torch.tensor([10, 20, 30]) / 255)
+
+
+# --- failures --------------------------------------------------------------------------------
+
+
+def _load_error(path: Path, **kwargs: object) -> ImageLoadError:
+    with pytest.raises(ImageLoadError) as info:
+        load_image(path, **kwargs)
+    assert str(info.value).startswith(f"{path}: ")
+    assert isinstance(info.value, ValueError)
+    assert info.value.path == path
+    return info.value
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    err = _load_error(tmp_path / "nope.png")
+    assert err.reason == "missing"
+    assert "no such file" in str(err)
+
+
+def test_directory_named_like_an_image(tmp_path: Path) -> None:
+    (tmp_path / "x.jpg").mkdir()
+    err = _load_error(tmp_path / "x.jpg")
+    assert err.reason == "not-a-file"
+    assert "directory" in str(err)
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    (tmp_path / "e.png").write_bytes(b"")
+    err = _load_error(tmp_path / "e.png")
+    assert err.reason == "empty"
+    assert "0 bytes" in str(err)
+
+
+def test_truncated_jpeg(tmp_path: Path) -> None:
+    Image.fromarray(_pixels(32, 32)).save(tmp_path / "full.jpg")
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    err = _load_error(tmp_path / "cut.jpg")
+    assert err.reason == "truncated"
+    assert "truncated" in str(err)
+    assert isinstance(err.__cause__, OSError)
+
+
+def test_text_file_named_jpg(tmp_path: Path) -> None:
+    (tmp_path / "notes.jpg").write_text("hello, not a picture\n")
+    err = _load_error(tmp_path / "notes.jpg")
+    assert err.reason == "not-an-image"
+    assert err.__cause__ is not None
+
+
+def test_undecodable_data_is_unreadable(tmp_path: Path) -> None:
+    Image.fromarray(_pixels(32, 32)).save(tmp_path / "full.webp")
+    data = (tmp_path / "full.webp").read_bytes()
+    (tmp_path / "cut.webp").write_bytes(data[: len(data) // 2])  # WebP reports no "truncated"
+    err = _load_error(tmp_path / "cut.webp")
+    assert err.reason == "unreadable"
+    assert "OSError" in str(err)
+    assert isinstance(err.__cause__, OSError)
+
+
+def test_unsupported_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every mode Pillow can produce is supported, so take "L" off the list to reach this path.
+    monkeypatch.setattr(reiqa.io, "SUPPORTED_MODES", reiqa.io.SUPPORTED_MODES - {"L"})
+    Image.new("L", (2, 2)).save(tmp_path / "l.png")
+    err = _load_error(tmp_path / "l.png")
+    assert err.reason == "unsupported-mode"
+    assert "'L'" in str(err)
+    with pytest.raises(ValueError, match="unsupported image mode 'L'"):
+        to_tensor(Image.new("L", (2, 2)))
+
+
+def test_too_many_pixels_and_raising_the_limit(tmp_path: Path) -> None:
+    Image.fromarray(_pixels(10, 20)).save(tmp_path / "big.png")
+    err = _load_error(tmp_path / "big.png", max_pixels=199)
+    assert err.reason == "too-many-pixels"
+    assert "20x10" in str(err) and "199" in str(err)
+    assert "max_pixels" in str(err) and "--max-pixels" in str(err)
+    _check_image(load_image(tmp_path / "big.png", max_pixels=200), 10, 20)
+    _check_image(load_image(tmp_path / "big.png", max_pixels=None), 10, 20)
+
+
+@pytest.mark.parametrize("name", ["big.png", "big.tif"])  # TIFF checks Pillow's limit again while decoding
+def test_pillow_limit_neither_fires_first_nor_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # Pillow: warning over 50, error over 100
+    Image.fromarray(_pixels(12, 12)).save(tmp_path / name)  # 144 pixels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _check_image(load_image(tmp_path / name), 12, 12)
+        _check_image(load_image(tmp_path / name, max_pixels=144), 12, 12)
+        assert _load_error(tmp_path / name, max_pixels=143).reason == "too-many-pixels"
+        assert _load_error(tmp_path / name, max_pixels=10).reason == "too-many-pixels"
+    assert Image.MAX_IMAGE_PIXELS == 50
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    Image.new("RGB", (2, 2)).save(tmp_path / "a.png")
+    with pytest.raises(ValueError, match="background"):
+        load_image(tmp_path / "a.png", background=(0.0, 2.0, 0.0))
+    with pytest.raises(ValueError, match="max_pixels"):
+        load_image(tmp_path / "a.png", max_pixels=0)
+
+
+def test_load_images_keeps_order_and_collects_failures(tmp_path: Path) -> None:
+    Image.new("RGB", (2, 2), RED).save(tmp_path / "a.png")
+    Image.new("RGB", (3, 1), BLUE).save(tmp_path / "c.png")
+    (tmp_path / "b.jpg").write_text("text")
+    paths = [tmp_path / "a.png", tmp_path / "b.jpg", tmp_path / "missing.png", str(tmp_path / "c.png")]
+    result = load_images(paths, max_pixels=100)
+    assert isinstance(result, LoadResult)
+    assert result.paths == [tmp_path / "a.png", tmp_path / "c.png"]
+    assert [t.shape for t in result.images] == [(3, 2, 2), (3, 1, 3)]
+    assert result.images[1][2].min().item() == 1.0
+    assert [(f.path, f.reason) for f in result.failures] == [
+        (tmp_path / "b.jpg", "not-an-image"),
+        (tmp_path / "missing.png", "missing"),
+    ]
+
+
+# --- saving ----------------------------------------------------------------------------------
+
+
+def test_save_png_round_trip_and_parent_dirs(tmp_path: Path) -> None:
+    x = torch.rand(3, 5, 7, generator=torch.Generator().manual_seed(0))
+    out = save_image(x, tmp_path / "new" / "dir" / "x.png")
+    assert out == tmp_path / "new" / "dir" / "x.png"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["x.png"]  # no temporary file left
+    y = load_image(out)
+    assert (y - x).abs().max() <= 0.5 / 255 + 1e-6
+    # already on the 8-bit grid: exact
+    q = torch.round(x * 255) / 255
+    torch.testing.assert_close(load_image(save_image(q, tmp_path / "q.png")), q, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["x.jpg", "x.JPEG", "x.webp", "x.bmp", "x.tif", "x.tiff"])
+def test_save_formats_by_suffix(tmp_path: Path, name: str) -> None:
+    x = _as_tensor(_smooth())
+    save_image(x, tmp_path / name, quality=90)
+    expected_format = {
+        "jpg": "JPEG",
+        "jpeg": "JPEG",
+        "webp": "WEBP",
+        "bmp": "BMP",
+        "tif": "TIFF",
+        "tiff": "TIFF",
+    }
+    assert Image.open(tmp_path / name).format == expected_format[name.split(".")[1].lower()]
+    assert (load_image(tmp_path / name) - x).abs().mean() < 0.02
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_save_overwrites_and_leaves_no_temp_on_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "x.png"
+    save_image(torch.zeros(3, 2, 2), path)
+    save_image(torch.ones(3, 2, 2), path)
+    assert load_image(path).min().item() == 1.0
+
+    def broken_save(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_image(torch.zeros(3, 2, 2), path)
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+    assert load_image(path).min().item() == 1.0  # the old file is intact
+
+
+def test_save_rejects_unknown_suffix_and_bad_quality(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"x\.gif.*\.png.*\.jpg"):
+        save_image(torch.zeros(3, 2, 2), tmp_path / "x.gif")
+    with pytest.raises(ValueError, match="quality"):
+        save_image(torch.zeros(3, 2, 2), tmp_path / "x.jpg", quality=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_quality_reaches_the_encoder(tmp_path: Path) -> None:
+    x = _as_tensor(_pixels(32, 32))
+    for suffix in (".jpg", ".webp"):
+        low = save_image(x, tmp_path / f"low{suffix}", quality=10).stat().st_size
+        high = save_image(x, tmp_path / f"high{suffix}", quality=95).stat().st_size
+        assert low < high
+
+
+# --- tensor <-> PIL --------------------------------------------------------------------------
+
+
+def test_to_pil_to_tensor_round_trip() -> None:
+    x = torch.randint(0, 256, (3, 6, 5), generator=torch.Generator().manual_seed(1)).float() / 255
+    im = to_pil(x)
+    assert im.mode == "RGB" and im.size == (5, 6)
+    torch.testing.assert_close(to_tensor(im), x, atol=1e-6, rtol=0)
+    pixels = np.asarray(to_pil(torch.tensor([-0.5, 1.5, 0.6 / 255]).view(3, 1, 1)))
+    assert pixels.tolist() == [[[0, 255, 1]]]  # clamped and rounded
+
+
+def test_to_pil_accepts_any_device(device: torch.device) -> None:
+    x = torch.tensor([0.0, 0.5, 1.0], device=device).view(3, 1, 1).expand(3, 2, 2)
+    assert np.asarray(to_pil(x))[1, 1].tolist() == [0, 128, 255]
+
+
+def test_to_pil_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        to_pil(torch.zeros(1, 3, 4, 4))
+    with pytest.raises(TypeError, match="floating"):
+        to_pil(torch.zeros(3, 4, 4, dtype=torch.uint8))
+
+
+# --- finding files ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    for rel in ["b.png", "a.JPG", "c.Png", "notes.txt", "sub/d.webp", "sub/deeper/e.tif", "sub/x.csv"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    (tmp_path / "folder.png").mkdir()
+    return tmp_path
+
+
+def test_find_images_in_directory(tree: Path) -> None:
+    assert find_images([tree]) == [tree / "a.JPG", tree / "b.png", tree / "c.Png"]
+
+
+def test_find_images_recursive(tree: Path) -> None:
+    assert find_images([tree], recursive=True) == [
+        tree / "a.JPG",
+        tree / "b.png",
+        tree / "c.Png",
+        tree / "sub" / "d.webp",
+        tree / "sub" / "deeper" / "e.tif",
+    ]
+
+
+def test_find_images_globs(tree: Path) -> None:
+    assert find_images([str(tree / "*.p*")]) == [tree / "b.png"]  # glob itself is case-sensitive here
+    assert find_images([str(tree / "**" / "*.tif")]) == [tree / "sub" / "deeper" / "e.tif"]
+    with pytest.raises(FileNotFoundError, match=r"\*\.gif"):
+        find_images([str(tree / "*.gif")])
+
+
+def test_find_images_order_duplicates_and_explicit_files(tree: Path) -> None:
+    found = find_images([tree / "sub" / "d.webp", tree / "notes.txt", tree, str(tree / "b.png")])
+    assert found == [
+        tree / "sub" / "d.webp",
+        tree / "notes.txt",
+        tree / "a.JPG",
+        tree / "b.png",
+        tree / "c.Png",
+    ]
+
+
+def test_find_images_missing_input(tree: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        find_images([tree, tree / "nothing-here"])
+    with pytest.raises(TypeError, match="list"):
+        find_images(str(tree))  # type: ignore[arg-type]
+
+
+def test_image_suffixes_are_lower_case() -> None:
+    assert {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"} <= IMAGE_SUFFIXES
+    assert all(s == s.lower() and s.startswith(".") for s in IMAGE_SUFFIXES)
