@@ -1,0 +1,298 @@
+"""Training views.
+
+Quality-aware views (Re-IQA, METHOD.md 1.2-1.8): every image becomes 1 pristine + ``n_aug``
+distorted versions at ``n_scale`` scales; each (version, scale) is its own MoCo instance whose
+two views are partly overlapping crops of that same distorted image.
+
+"We ... generate ... two overlapping crops of each distorted image as positives" (Saha et al.,
+CVPR 2023, https://arxiv.org/abs/2304.00451).
+
+How a batch is built (default):
+
+1. Per image, a region is cut out: just large enough for the half-scale window plus a margin of
+   context for the spatial filters (``QualityViewConfig.region_size``), at a random place.
+2. The regions of all images with the same region shape are distorted in one batched call to
+   :func:`reiqa.distortions.apply`, on the device of the images.
+3. The half scale is the distorted region downsampled by 2 with antialiased bicubic (the filter
+   inference uses), so both scales show the same distortion realisation, as in the official code.
+4. Per image and scale, one window location and one crop offset are drawn; every version is cut
+   at the same place (as the official code does). Crop A is the window's top-left P x P, crop B
+   is offset by (y, x). Half the instances swap A and B (the paper's intra-pair swap).
+
+``compat=True`` follows the official order instead: the whole image is distorted, the half scale
+is a non-antialiased bicubic resize, windows that do not fit are zero-padded centre crops, and
+the swap uses the official in-place arithmetic on overlapping views, which corrupts the swapped
+crops (METHOD.md 1.6). Use it only to reproduce the released checkpoints' training data.
+
+Small sources (default): a window never leaves the image. When a scale is too small for the
+drawn offset, the offset is capped at the room available and the other offset is redrawn so
+that the overlap stays in [min_overlap, max_overlap] where the room allows; crops of very small
+sources therefore overlap more than ``max_overlap``. A scale whose side is below P is upsampled
+(antialiased bicubic) to P first.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from reiqa import distortions
+from reiqa.errors import ReiqaError
+
+NUM_TYPES = len(distortions.CATALOG)
+
+
+class ConfigError(ReiqaError, ValueError):
+    """A configuration value is out of range."""
+
+
+@dataclass(frozen=True)
+class QualityViewConfig:
+    """Parameters of the quality-aware view sampler (paper README values by default)."""
+
+    patch_size: int = 160
+    n_aug: int = 11
+    n_scale: int = 2
+    n_distortions: int = 1
+    swap_crops: bool = True
+    min_overlap: float = 0.10
+    max_overlap: float = 0.30
+    margin: int = 16
+    compat: bool = False
+
+    def __post_init__(self) -> None:
+        if self.patch_size < 8:
+            raise ConfigError(f"patch_size must be >= 8, got {self.patch_size}")
+        if not 0 <= self.n_aug <= NUM_TYPES:
+            raise ConfigError(f"n_aug must be in 0..{NUM_TYPES} (distinct types), got {self.n_aug}")
+        if self.n_scale not in (1, 2):
+            raise ConfigError(f"n_scale must be 1 or 2, got {self.n_scale}")
+        if self.n_distortions not in (1, 2):
+            raise ConfigError(f"n_distortions must be 1 or 2, got {self.n_distortions}")
+        if not 0 < self.min_overlap < self.max_overlap < 1:
+            raise ConfigError(
+                f"need 0 < min_overlap < max_overlap < 1, got {self.min_overlap}, {self.max_overlap}"
+            )
+        if self.margin < 0:
+            raise ConfigError(f"margin must be >= 0, got {self.margin}")
+
+    @property
+    def versions(self) -> int:
+        return self.n_aug + 1
+
+    @property
+    def instances(self) -> int:
+        """MoCo instances per image: (versions) x (scales)."""
+        return self.versions * self.n_scale
+
+    @property
+    def max_offset(self) -> int:
+        """Largest vertical crop offset the official draw gives: ceil(P (1 - min_overlap)) - 1."""
+        return math.ceil(self.patch_size * (1 - self.min_overlap)) - 1
+
+    @property
+    def region_size(self) -> int:
+        """Side of the region distorted per image, at full resolution."""
+        window = self.patch_size + self.max_offset
+        return window * (2 if self.n_scale == 2 else 1) + 2 * self.margin
+
+
+def _randint(low: int, high: int, generator: torch.Generator | None) -> int:
+    """Uniform int in [low, high) (high > low) drawn on the CPU generator."""
+    return int(torch.randint(low, high, (1,), generator=generator))
+
+
+def _official_offsets(p: int, lo: float, hi: float, generator: torch.Generator | None) -> tuple[int, int]:
+    """The official draw: y in [P(1-hi), P(1-lo)), then x so that the overlap area
+    (P - y)(P - x) / P^2 lies in (lo, hi]."""
+    y = _randint(int(p * (1 - hi)), int(p * (1 - lo)), generator)
+    x_lo = max(0.0, ((1 - hi) * p * p - p * y) / (p - y))
+    x_hi = max(0.0, ((1 - lo) * p * p - p * y) / (p - y))
+    x = _randint(int(x_lo), max(int(x_hi), int(x_lo) + 1), generator)
+    return y, x
+
+
+def _fit_offsets(y: int, x: int, room_y: int, room_x: int, cfg: QualityViewConfig,
+                 generator: torch.Generator | None) -> tuple[int, int]:
+    """Cap (y, x) at the room a small source leaves and redraw x to keep the overlap in band."""
+    if y <= room_y and x <= room_x:
+        return y, x
+    p = cfg.patch_size
+    y = min(y, room_y)
+    # x that keeps (P - y)(P - x) / P^2 in [lo, hi], clipped to the room.
+    x_lo = max(0, math.ceil(p - cfg.max_overlap * p * p / (p - y)))
+    x_hi = min(room_x, math.floor(p - cfg.min_overlap * p * p / (p - y)))
+    x = _randint(x_lo, x_hi + 1, generator) if x_lo <= x_hi else min(room_x, max(x_lo, 0))
+    return y, min(x, room_x)
+
+
+def _half(images: Tensor, compat: bool) -> Tensor:
+    h, w = images.shape[-2:]
+    if compat:
+        return F.interpolate(images, size=(h // 2, w // 2), mode="bicubic", align_corners=True)
+    half = F.interpolate(images, size=(h // 2, w // 2), mode="bicubic", antialias=True, align_corners=False)
+    return half.clamp(0.0, 1.0)  # bicubic overshoots at edges
+
+
+def _at_least(images: Tensor, side: int) -> Tensor:
+    h, w = images.shape[-2:]
+    if h >= side and w >= side:
+        return images
+    scale = side / min(h, w)
+    size = (max(side, round(h * scale)), max(side, round(w * scale)))
+    return F.interpolate(images, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def _center_crop_padded(images: Tensor, size: int) -> Tensor:
+    """torchvision's CenterCrop on a too-small image: zero padding around it."""
+    h, w = images.shape[-2:]
+    pad_h, pad_w = max(size - h, 0), max(size - w, 0)
+    padded = F.pad(images, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+    ph, pw = padded.shape[-2:]
+    top, left = int(round((ph - size) / 2.0)), int(round((pw - size) / 2.0))
+    return padded[..., top : top + size, left : left + size]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    types: Tensor  # (n_aug,) int64 ids
+    levels: Tensor  # (n_aug,) first-pass levels
+    second_types: Tensor  # (n_aug,) ids of the composed second distortion, 0 = none
+    second_levels: Tensor  # (n_aug,)
+
+
+def _draw_plan(cfg: QualityViewConfig, generator: torch.Generator | None) -> _Plan:
+    perm = torch.randperm(NUM_TYPES, generator=generator) + 1
+    types = perm[: cfg.n_aug]
+    levels = torch.randint(0, 5, (cfg.n_aug,), generator=generator)
+    second_types = torch.zeros(cfg.n_aug, dtype=torch.int64)
+    second_levels = torch.zeros(cfg.n_aug, dtype=torch.int64)
+    if cfg.n_distortions > 1:
+        for i in range(cfg.n_aug):
+            j = _randint(0, NUM_TYPES, generator)
+            if float(torch.rand(1, generator=generator)) < 0.1:
+                total = _randint(0, 5, generator)
+                second_levels[i] = _randint(0, total + 1, generator)
+                levels[i] = total - second_levels[i]
+                second_types[i] = perm[j]
+    return _Plan(types, levels, second_types, second_levels)
+
+
+class QualityViews:
+    """Builds quality-aware view stacks for a batch of images.
+
+    Call with a list of (3, H, W) float images in [0, 1] (sizes may differ; same device) or an
+    (N, 3, H, W) tensor, and a generator. Returns (N, n_scale * (n_aug + 1), 6, P, P) float:
+    slot s < n_aug + 1 is full-scale version s (0 = pristine), slot n_aug + 1 + s its half-scale
+    copy; channels 0-2 are the query crop and 3-5 the key crop, in [0, 1], not normalised.
+    """
+
+    def __init__(self, config: QualityViewConfig) -> None:
+        self.cfg = config
+
+    def __call__(self, images: Tensor | list[Tensor], *, generator: torch.Generator | None = None) -> Tensor:
+        cfg = self.cfg
+        images = list(images.unbind(0)) if isinstance(images, Tensor) else list(images)
+        if not images:
+            raise ValueError("no images given")
+        plans = [_draw_plan(cfg, generator) for _ in images]
+        regions = [self._region(img, generator) for img in images]
+        stacks = self._distort(regions, plans, generator)
+        return torch.stack([self._crops(stack, region_inner, generator)
+                            for stack, (_, region_inner) in zip(stacks, regions, strict=True)])
+
+    def _region(self, image: Tensor, generator: torch.Generator | None) -> tuple[Tensor, tuple[bool, bool]]:
+        """The part of the image that gets distorted, and whether it is strictly inside the image
+        along (rows, cols), i.e. whether its borders need the margin."""
+        if self.cfg.compat:
+            return image, (False, False)
+        h, w = image.shape[-2:]
+        side = self.cfg.region_size
+        rh, rw = min(side, h), min(side, w)
+        top = _randint(0, h - rh + 1, generator)
+        left = _randint(0, w - rw + 1, generator)
+        return image[:, top : top + rh, left : left + rw], (rh < h, rw < w)
+
+    def _distort(self, regions: list[tuple[Tensor, tuple[bool, bool]]], plans: list[_Plan],
+                 generator: torch.Generator | None) -> list[Tensor]:
+        """(versions, 3, h, w) per image: pristine first, then the n_aug distorted versions.
+        Images whose regions share a shape are distorted in one call."""
+        cfg = self.cfg
+        out: list[Tensor | None] = [None] * len(regions)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, (region, _) in enumerate(regions):
+            by_shape.setdefault(tuple(region.shape), []).append(i)
+        for members in by_shape.values():
+            base = torch.stack([regions[i][0] for i in members])  # (G, 3, h, w)
+            if cfg.n_aug == 0:
+                for g, i in enumerate(members):
+                    out[i] = base[g : g + 1]
+                continue
+            batch = base.repeat_interleave(cfg.n_aug, dim=0)  # (G * n_aug, 3, h, w)
+            types = torch.cat([plans[i].types for i in members])
+            levels = torch.cat([plans[i].levels for i in members])
+            dist = distortions.apply(batch, types, levels, generator=generator, compat=cfg.compat)
+            second = torch.cat([plans[i].second_types for i in members])
+            if bool((second > 0).any()):
+                idx = (second > 0).nonzero().flatten()
+                second_levels = torch.cat([plans[i].second_levels for i in members])
+                dev_idx = idx.to(dist.device)
+                dist[dev_idx] = distortions.apply(dist[dev_idx], second[idx], second_levels[idx],
+                                                  generator=generator, compat=cfg.compat)
+            dist = dist.view(len(members), cfg.n_aug, *dist.shape[1:])
+            for g, i in enumerate(members):
+                pristine = distortions._kernels.round_to_uint8_grid(base[g]) if cfg.compat else base[g]
+                out[i] = torch.cat([pristine.unsqueeze(0), dist[g]])
+        return out  # type: ignore[return-value]
+
+    def _crops(self, stack: Tensor, inner: tuple[bool, bool], generator: torch.Generator | None) -> Tensor:
+        cfg = self.cfg
+        p = cfg.patch_size
+        swap = cfg.versions // 2  # the official (n_aug + 1) // 2
+        scales = [stack] if cfg.n_scale == 1 else [stack, _half(stack, cfg.compat)]
+        out = []
+        for s, views in enumerate(scales):
+            y, x = _official_offsets(p, cfg.min_overlap, cfg.max_overlap, generator)
+            swapped = slice(0, swap) if s == 0 else slice(swap, None)
+            if cfg.compat:
+                a, b = self._compat_pair(views, y, x, generator)
+                if cfg.swap_crops:  # the official in-place arithmetic on overlapping views
+                    a[swapped] = a[swapped] + b[swapped]
+                    b[swapped] = a[swapped] - b[swapped]
+                    a[swapped] = a[swapped] - b[swapped]
+            else:
+                margin = cfg.margin // (2**s)
+                a, b = self._pair(_at_least(views, p), y, x, margin, inner, generator)
+                if cfg.swap_crops:
+                    a[swapped], b[swapped] = b[swapped].clone(), a[swapped].clone()
+            out.append(torch.cat([a, b], dim=1))  # (versions, 6, P, P)
+        return torch.cat(out)
+
+    def _compat_pair(self, views: Tensor, y: int, x: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        p = self.cfg.patch_size
+        side = p + max(y, x)
+        h, w = views.shape[-2:]
+        if h < side or w < side:
+            window = _center_crop_padded(views, side)
+        else:
+            top, left = _randint(0, h - side + 1, generator), _randint(0, w - side + 1, generator)
+            window = views[..., top : top + side, left : left + side]
+        window = window.clone()
+        return window[..., :p, :p], window[..., y : y + p, x : x + p]
+
+    def _pair(self, views: Tensor, y: int, x: int, margin: int, inner: tuple[bool, bool],
+              generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        p = self.cfg.patch_size
+        h, w = views.shape[-2:]
+        mh = margin if inner[0] and h - 2 * margin >= p else 0
+        mw = margin if inner[1] and w - 2 * margin >= p else 0
+        y, x = _fit_offsets(y, x, h - 2 * mh - p, w - 2 * mw - p, self.cfg, generator)
+        top = mh + _randint(0, h - 2 * mh - p - y + 1, generator)
+        left = mw + _randint(0, w - 2 * mw - p - x + 1, generator)
+        a = views[..., top : top + p, left : left + p]
+        b = views[..., top + y : top + y + p, left + x : left + x + p]
+        return a.clone(), b.clone()

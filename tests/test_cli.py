@@ -1,0 +1,88 @@
+"""The command line: parsing, exit codes, and that each command does its job."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from reiqa.cli import app
+from reiqa.distortions import CATALOG
+from reiqa.io import load_image, save_image
+from tests.conftest import textured_images
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def photo(tmp_path):
+    return save_image(textured_images(1, 64, 80)[0], tmp_path / "photo.png")
+
+
+def test_list_prints_every_type() -> None:
+    result = runner.invoke(app, ["distort", "--list"])
+    assert result.exit_code == 0
+    for spec in CATALOG.values():
+        assert spec.name in result.output
+
+
+def test_distort_writes_the_distorted_image(photo, tmp_path) -> None:
+    out = tmp_path / "sub" / "blurred.png"
+    result = runner.invoke(
+        app, ["distort", str(photo), "--type", "lens_blur", "--level", "4", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    original, blurred = load_image(photo), load_image(out)
+    assert blurred.shape == original.shape
+    # a lens blur removes high frequencies: neighbouring pixels differ less
+    assert blurred.diff(dim=-1).abs().mean() < 0.5 * original.diff(dim=-1).abs().mean()
+
+
+def test_distort_by_id_is_seeded(photo, tmp_path) -> None:
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    for out in (a, b):
+        assert (
+            runner.invoke(
+                app, ["distort", str(photo), "-t", "8", "-l", "3", "--seed", "5", "-o", str(out)]
+            ).exit_code
+            == 0
+        )
+    assert torch.equal(load_image(a), load_image(b))
+
+
+def test_sheet_has_a_row_per_type_and_a_column_per_level(photo, tmp_path) -> None:
+    out = tmp_path / "sheet.png"
+    result = runner.invoke(app, ["distort", str(photo), "--sheet", "--tile", "32", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    width, height = Image.open(out).size
+    assert height >= 26 * 32 and width >= 6 * 32
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["distort", "x.png", "-o", "y.png"],  # neither --type nor --sheet
+        ["distort", "x.png", "--sheet", "-t", "1", "-o", "y.png"],  # both
+        ["distort", "x.png", "-t", "1", "-l", "7", "-o", "y.png"],  # level out of range
+    ],
+)
+def test_usage_errors_exit_2(args) -> None:
+    assert runner.invoke(app, args).exit_code == 2
+
+
+def test_a_bad_image_is_reported_with_its_path_and_exit_1(tmp_path) -> None:
+    bad = tmp_path / "not an image.jpg"
+    bad.write_text("hello")
+    proc = subprocess.run(
+        [sys.executable, "-m", "reiqa", "distort", str(bad), "-t", "1", "-o", str(tmp_path / "o.png")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: ") and str(bad) in proc.stderr
+    assert "Traceback" not in proc.stderr
