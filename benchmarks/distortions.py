@@ -5,7 +5,14 @@ rendering, timed in the same run on the same images.
 
 Prints a table and writes JSON (default benchmarks/results/distortions.json). The official
 baseline is tests/distortions/reference.py, which reproduces the official functions pixel for
-pixel; it needs the dev extras (scipy, scikit-image).
+pixel (checked against the official code); it needs the dev extras (scipy, scikit-image) and
+always runs on the CPU.
+
+Inputs: 8 Kodak images at 500x500, and 4 others resized to 1024x768 (w x h).
+Per type: images per second with the five levels spread over the batch.
+Training item: 1 pristine + 11 distorted versions, 2 scales, 160 px crop pairs, i.e. the
+(24, 6, 160, 160) stack of reiqa.views.QualityViews with the paper's settings; the official
+item is its __getitem__'s work: 11 distinct distortions of the whole image, plus the resize.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +33,16 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reiqa import distortions  # noqa: E402
-from reiqa.io import load_image  # noqa: E402
-from reiqa.views import QualityViewConfig, QualityViews  # noqa: E402
 from tests.distortions import reference  # noqa: E402
 from tests.distortions.test_reference import reference_params  # noqa: E402
 
+from reiqa import distortions  # noqa: E402
+from reiqa.io import load_image  # noqa: E402
+from reiqa.runtime import tune_allocator  # noqa: E402
+from reiqa.views import QualityViewConfig, QualityViews  # noqa: E402
 
-def timed(fn, repeats: int, sync) -> float:
+
+def timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
     """Median wall time of fn() over repeats, after one warm-up call."""
     fn()
     sync()
@@ -47,8 +57,10 @@ def timed(fn, repeats: int, sync) -> float:
 
 def load_sets(data: Path) -> dict[str, torch.Tensor]:
     kodak = sorted((data / "kodak24").glob("*.png"))
-    small = torch.stack([load_image(p) for p in kodak[:8]])  # 8 x 500x500
-    large = torch.stack([load_image(p) for p in kodak[8:12]])  # upsampled to 4 x 1024x768 (w x h)
+    if len(kodak) < 12:
+        raise SystemExit(f"{data / 'kodak24'}: expected the 24 Kodak PNGs")
+    small = torch.stack([load_image(p) for p in kodak[:8]])
+    large = torch.stack([load_image(p) for p in kodak[8:12]])
     large = F.interpolate(large, size=(768, 1024), mode="bicubic", antialias=True).clamp(0, 1)
     return {"500x500": small, "1024x768": large}
 
@@ -58,85 +70,110 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def official_item(image: np.ndarray, rng: np.random.Generator, n_aug: int = 11) -> None:
-    """The official __getitem__'s work: 11 distinct distortions of the whole image at random
-    levels (the crops and the half-scale resize that follow cost little beside them)."""
-    types = rng.permutation(26)[:n_aug] + 1
+    """The official __getitem__'s work on one image."""
     x = torch.from_numpy(image).permute(2, 0, 1).float().unsqueeze(0) / 255
     g = torch.Generator().manual_seed(int(rng.integers(1 << 30)))
-    for t in types:
+    for t in (rng.permutation(26)[:n_aug] + 1).tolist():
         level = int(rng.integers(5))
-        params = distortions.sample_params(x, int(t), level, generator=g)[0]
-        reference.render(int(t), image, level, **reference_params(int(t), level, params))
-    torch.nn.functional.interpolate(x, scale_factor=0.5, mode="bicubic", align_corners=True)
+        params = distortions.sample_params(x, t, level, generator=g)[0]
+        reference.render(t, image, level, **reference_params(t, level, params))
+    F.interpolate(x.expand(n_aug + 1, -1, -1, -1), scale_factor=0.5, mode="bicubic", align_corners=True)
+
+
+def per_type(spec, batch: torch.Tensor, args, sync) -> dict[str, float]:
+    levels = torch.arange(len(batch)) % 5
+    gen = torch.Generator(batch.device).manual_seed(0)
+    t_ours = timed(lambda: distortions.apply(batch, spec.id, levels, generator=gen), args.repeats, sync)
+    result = {"ours_images_per_s": len(batch) / t_ours, "official_images_per_s": float("nan")}
+    if not args.skip_official:
+        cpu = batch.cpu()
+        params = distortions.sample_params(cpu, spec.id, levels, generator=torch.Generator().manual_seed(0))
+        images = [to_uint8(im) for im in cpu]
+        kwargs = [reference_params(spec.id, int(levels[i]), params[i]) for i in range(len(images))]
+
+        def run_official() -> None:
+            for i, im in enumerate(images):
+                reference.render(spec.id, im, int(levels[i]), **kwargs[i])
+
+        result["official_images_per_s"] = len(images) / timed(run_official, 1, lambda: None)
+    return result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="the shared data folder (kodak24 inside)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 = one core, like the official worker)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 = one core, as an official worker)"
+    )
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
+    ap.add_argument("--items", type=int, default=24, help="training items timed per source size (ours)")
     ap.add_argument("--skip-official", action="store_true", help="do not time the official baseline")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "distortions.json")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    tuned = tune_allocator()  # as the training command does
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sets = {k: v.to(device) for k, v in load_sets(args.data).items()}
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     results: dict = {
-        "machine": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
+        "device": name,
         "threads": args.threads,
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "torch": torch.__version__,
+        "allocator_tuned": tuned,
         "per_type": [],
         "item": [],
     }
-
-    print(f"device={results['device']} threads={args.threads} torch={torch.__version__}")
-    header = f"{'id':>2} {'type':<21}" + "".join(f" {k + ' ours':>14} {'official':>9} {'x':>6}" for k in sets)
-    print("images per second, levels L0..L4 spread over the batch")
-    print(header)
+    print(f"device={name} threads={args.threads} torch={torch.__version__} allocator_tuned={tuned}")
+    print("images per second (levels L0..L4 spread over the batch); x = ours / official")
+    print(f"{'id':>2} {'type':<21}" + "".join(f" {k + ' ours':>14} {'official':>9} {'x':>6}" for k in sets))
     for spec in distortions.CATALOG.values():
         row = {"id": spec.id, "name": spec.name}
         line = f"{spec.id:>2} {spec.name:<21}"
         for key, batch in sets.items():
-            levels = torch.arange(len(batch)) % 5
-            g = torch.Generator(device).manual_seed(0)
-            t_ours = timed(lambda b=batch, lv=levels, g=g: distortions.apply(b, spec.id, lv, generator=g),
-                           args.repeats, sync)
-            ours = len(batch) / t_ours
-            official = float("nan")
-            if not args.skip_official:
-                cpu = batch.cpu()
-                params = distortions.sample_params(cpu, spec.id, levels, generator=torch.Generator().manual_seed(0))
-                imgs = [to_uint8(im) for im in cpu]
-                kw = [reference_params(spec.id, int(levels[i]), params[i]) for i in range(len(imgs))]
-
-                def run_official(imgs=imgs, kw=kw, levels=levels):
-                    for i, im in enumerate(imgs):
-                        reference.render(spec.id, im, int(levels[i]), **kw[i])
-
-                official = len(imgs) / timed(run_official, 1, lambda: None)
-            row[key] = {"ours_images_per_s": ours, "official_images_per_s": official}
+            row[key] = r = per_type(spec, batch, args, sync)
+            ours, official = r["ours_images_per_s"], r["official_images_per_s"]
             line += f" {ours:14.1f} {official:9.1f} {ours / official:6.1f}"
         results["per_type"].append(row)
         print(line, flush=True)
 
-    print("\ntraining item: 1 pristine + 11 distorted versions, 2 scales, 160 px crop pairs (24, 6, 160, 160)")
+    print("\ntraining item (24, 6, 160, 160): mean time per item")
     views = QualityViews(QualityViewConfig())
     rng = np.random.default_rng(0)
     for key, batch in sets.items():
-        g = torch.Generator(device).manual_seed(0)
-        t_ours = timed(lambda b=batch, g=g: views(b, generator=g), args.repeats, sync) / len(batch)
+        gen = torch.Generator(device).manual_seed(0)
+        views(batch[:1], generator=gen)  # warm-up
+        sync()
+        calls = max(1, args.items // len(batch))
+        start = time.perf_counter()
+        for _ in range(calls):
+            views(batch, generator=gen)
+        sync()
+        t_ours = (time.perf_counter() - start) / (calls * len(batch))
         t_official = float("nan")
         if not args.skip_official:
-            imgs = [to_uint8(im) for im in batch.cpu()]
-            t_official = timed(lambda imgs=imgs: [official_item(im, rng) for im in imgs], 1, lambda: None) / len(imgs)
-        results["item"].append({"source": key, "ours_s_per_item": t_ours, "official_s_per_item": t_official,
-                                "batch": len(batch)})
-        print(f"  {key:>9}: ours {t_ours * 1000:8.1f} ms/item ({1 / t_ours:7.1f} items/s)   "
-              f"official {t_official * 1000:8.1f} ms/item   ratio {t_official / t_ours:5.1f}x", flush=True)
+            images = [to_uint8(im) for im in batch.cpu()]
+            start = time.perf_counter()
+            for im in images:
+                official_item(im, rng)
+            t_official = (time.perf_counter() - start) / len(images)
+        results["item"].append(
+            {
+                "source": key,
+                "ours_s_per_item": t_ours,
+                "official_s_per_item": t_official,
+                "items_ours": calls * len(batch),
+                "items_official": 0 if args.skip_official else len(batch),
+            }
+        )
+        print(
+            f"  {key:>9}: ours {t_ours * 1000:7.1f} ms ({1 / t_ours:6.1f} items/s,"
+            f" {calls * len(batch)} items)   official {t_official * 1000:7.1f} ms"
+            f"   official/ours {t_official / t_ours:5.1f}x",
+            flush=True,
+        )
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))

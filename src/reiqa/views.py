@@ -9,8 +9,11 @@ CVPR 2023, https://arxiv.org/abs/2304.00451).
 
 How a batch is built (default):
 
-1. Per image, a region is cut out: just large enough for the half-scale window plus a margin of
-   context for the spatial filters (``QualityViewConfig.region_size``), at a random place.
+1. Per image, the crop offsets are drawn first, then a region is cut out at a random place:
+   just large enough for both crop pairs (the half-scale pair covers twice its size at full
+   resolution) plus a margin of context for the spatial filters. ``region="max"`` cuts the
+   largest region any draw needs instead, so that images of the same (large enough) size share
+   one shape and are distorted in one call: better on a GPU, more pixels on a CPU.
 2. The regions of all images with the same region shape are distorted in one batched call to
    :func:`reiqa.distortions.apply`, on the device of the images.
 3. The half scale is the distorted region downsampled by 2 with antialiased bicubic (the filter
@@ -62,6 +65,7 @@ class QualityViewConfig:
     min_overlap: float = 0.10
     max_overlap: float = 0.30
     margin: int = 16
+    region: str = "fit"
     compat: bool = False
 
     def __post_init__(self) -> None:
@@ -79,6 +83,8 @@ class QualityViewConfig:
             )
         if self.margin < 0:
             raise ConfigError(f"margin must be >= 0, got {self.margin}")
+        if self.region not in ("fit", "max"):
+            raise ConfigError(f"region must be 'fit' or 'max', got {self.region!r}")
 
     @property
     def versions(self) -> int:
@@ -116,8 +122,9 @@ def _official_offsets(p: int, lo: float, hi: float, generator: torch.Generator |
     return y, x
 
 
-def _fit_offsets(y: int, x: int, room_y: int, room_x: int, cfg: QualityViewConfig,
-                 generator: torch.Generator | None) -> tuple[int, int]:
+def _fit_offsets(
+    y: int, x: int, room_y: int, room_x: int, cfg: QualityViewConfig, generator: torch.Generator | None
+) -> tuple[int, int]:
     """Cap (y, x) at the room a small source leaves and redraw x to keep the overlap in band."""
     if y <= room_y and x <= room_x:
         return y, x
@@ -153,7 +160,7 @@ def _center_crop_padded(images: Tensor, size: int) -> Tensor:
     pad_h, pad_w = max(size - h, 0), max(size - w, 0)
     padded = F.pad(images, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
     ph, pw = padded.shape[-2:]
-    top, left = int(round((ph - size) / 2.0)), int(round((pw - size) / 2.0))
+    top, left = round((ph - size) / 2.0), round((pw - size) / 2.0)
     return padded[..., top : top + size, left : left + size]
 
 
@@ -163,6 +170,7 @@ class _Plan:
     levels: Tensor  # (n_aug,) first-pass levels
     second_types: Tensor  # (n_aug,) ids of the composed second distortion, 0 = none
     second_levels: Tensor  # (n_aug,)
+    offsets: tuple[tuple[int, int], ...]  # (y, x) of crop B from crop A, per scale
 
 
 def _draw_plan(cfg: QualityViewConfig, generator: torch.Generator | None) -> _Plan:
@@ -179,7 +187,11 @@ def _draw_plan(cfg: QualityViewConfig, generator: torch.Generator | None) -> _Pl
                 second_levels[i] = _randint(0, total + 1, generator)
                 levels[i] = total - second_levels[i]
                 second_types[i] = perm[j]
-    return _Plan(types, levels, second_types, second_levels)
+    offsets = tuple(
+        _official_offsets(cfg.patch_size, cfg.min_overlap, cfg.max_overlap, generator)
+        for _ in range(cfg.n_scale)
+    )
+    return _Plan(types, levels, second_types, second_levels, offsets)
 
 
 class QualityViews:
@@ -200,79 +212,118 @@ class QualityViews:
         if not images:
             raise ValueError("no images given")
         plans = [_draw_plan(cfg, generator) for _ in images]
-        regions = [self._region(img, generator) for img in images]
+        regions = [self._region(img, plan, generator) for img, plan in zip(images, plans, strict=True)]
         stacks = self._distort(regions, plans, generator)
-        return torch.stack([self._crops(stack, region_inner, generator)
-                            for stack, (_, region_inner) in zip(stacks, regions, strict=True)])
+        p = cfg.patch_size
+        out = torch.empty(len(images), cfg.instances, 6, p, p, dtype=images[0].dtype, device=images[0].device)
+        for b, (stack, plan, (_, inner)) in enumerate(zip(stacks, plans, regions, strict=True)):
+            self._crops(stack, plan.offsets, inner, generator, out=out[b])
+        return out
 
-    def _region(self, image: Tensor, generator: torch.Generator | None) -> tuple[Tensor, tuple[bool, bool]]:
+    def _region(
+        self, image: Tensor, plan: _Plan, generator: torch.Generator | None
+    ) -> tuple[Tensor, tuple[bool, bool]]:
         """The part of the image that gets distorted, and whether it is strictly inside the image
         along (rows, cols), i.e. whether its borders need the margin."""
-        if self.cfg.compat:
+        cfg = self.cfg
+        if cfg.compat:
             return image, (False, False)
         h, w = image.shape[-2:]
-        side = self.cfg.region_size
-        rh, rw = min(side, h), min(side, w)
+        if cfg.region == "max":
+            need_h = need_w = cfg.region_size
+        else:  # both pairs, each at full resolution, plus the margin
+            p = cfg.patch_size
+            spans = [((p + y) * 2**s, (p + x) * 2**s) for s, (y, x) in enumerate(plan.offsets)]
+            need_h = max(a for a, _ in spans) + 2 * cfg.margin
+            need_w = max(b for _, b in spans) + 2 * cfg.margin
+        rh, rw = min(need_h, h), min(need_w, w)
         top = _randint(0, h - rh + 1, generator)
         left = _randint(0, w - rw + 1, generator)
         return image[:, top : top + rh, left : left + rw], (rh < h, rw < w)
 
-    def _distort(self, regions: list[tuple[Tensor, tuple[bool, bool]]], plans: list[_Plan],
-                 generator: torch.Generator | None) -> list[Tensor]:
+    def _distort(
+        self,
+        regions: list[tuple[Tensor, tuple[bool, bool]]],
+        plans: list[_Plan],
+        generator: torch.Generator | None,
+    ) -> list[Tensor]:
         """(versions, 3, h, w) per image: pristine first, then the n_aug distorted versions.
-        Images whose regions share a shape are distorted in one call."""
+        Images whose regions share a shape are distorted in one call, written in place into a
+        (versions, images, 3, h, w) buffer."""
         cfg = self.cfg
-        out: list[Tensor | None] = [None] * len(regions)
+        out: list[Tensor] = [regions[0][0]] * len(regions)
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, (region, _) in enumerate(regions):
             by_shape.setdefault(tuple(region.shape), []).append(i)
         for members in by_shape.values():
             base = torch.stack([regions[i][0] for i in members])  # (G, 3, h, w)
-            if cfg.n_aug == 0:
-                for g, i in enumerate(members):
-                    out[i] = base[g : g + 1]
-                continue
-            batch = base.repeat_interleave(cfg.n_aug, dim=0)  # (G * n_aug, 3, h, w)
-            types = torch.cat([plans[i].types for i in members])
-            levels = torch.cat([plans[i].levels for i in members])
-            dist = distortions.apply(batch, types, levels, generator=generator, compat=cfg.compat)
-            second = torch.cat([plans[i].second_types for i in members])
-            if bool((second > 0).any()):
-                idx = (second > 0).nonzero().flatten()
-                second_levels = torch.cat([plans[i].second_levels for i in members])
-                dev_idx = idx.to(dist.device)
-                dist[dev_idx] = distortions.apply(dist[dev_idx], second[idx], second_levels[idx],
-                                                  generator=generator, compat=cfg.compat)
-            dist = dist.view(len(members), cfg.n_aug, *dist.shape[1:])
-            for g, i in enumerate(members):
-                pristine = distortions._kernels.round_to_uint8_grid(base[g]) if cfg.compat else base[g]
-                out[i] = torch.cat([pristine.unsqueeze(0), dist[g]])
-        return out  # type: ignore[return-value]
+            if cfg.compat:  # the official pipeline only ever sees 8-bit images
+                base = distortions._kernels.round_to_uint8_grid(base)
+            g = len(members)
+            buffer = torch.empty(cfg.versions, g, *base.shape[1:], dtype=base.dtype, device=base.device)
+            buffer[0] = base
+            if cfg.n_aug:
+                distorted = buffer[1:].view(cfg.n_aug * g, *base.shape[1:])  # version-major
+                types = torch.stack([plans[i].types for i in members], dim=1).flatten()
+                levels = torch.stack([plans[i].levels for i in members], dim=1).flatten()
+                batch = base.repeat(cfg.n_aug, 1, 1, 1)
+                distortions.apply(batch, types, levels, generator=generator, compat=cfg.compat, out=distorted)
+                second = torch.stack([plans[i].second_types for i in members], dim=1).flatten()
+                if bool((second > 0).any()):
+                    idx = (second > 0).nonzero().flatten()
+                    second_levels = torch.stack([plans[i].second_levels for i in members], dim=1).flatten()
+                    dev_idx = idx.to(distorted.device)
+                    distorted[dev_idx] = distortions.apply(
+                        distorted[dev_idx],
+                        second[idx],
+                        second_levels[idx],
+                        generator=generator,
+                        compat=cfg.compat,
+                    )
+            for k, i in enumerate(members):
+                out[i] = buffer[:, k]
+        return out
 
-    def _crops(self, stack: Tensor, inner: tuple[bool, bool], generator: torch.Generator | None) -> Tensor:
+    def _crops(
+        self,
+        stack: Tensor,
+        offsets: tuple[tuple[int, int], ...],
+        inner: tuple[bool, bool],
+        generator: torch.Generator | None,
+        *,
+        out: Tensor,
+    ) -> None:
+        """Cut the crop pairs of every version and scale of one image into out
+        (instances, 6, P, P)."""
         cfg = self.cfg
         p = cfg.patch_size
-        swap = cfg.versions // 2  # the official (n_aug + 1) // 2
+        v = cfg.versions
+        swap = v // 2  # the official (n_aug + 1) // 2
         scales = [stack] if cfg.n_scale == 1 else [stack, _half(stack, cfg.compat)]
-        out = []
         for s, views in enumerate(scales):
-            y, x = _official_offsets(p, cfg.min_overlap, cfg.max_overlap, generator)
+            y, x = offsets[s]
+            slots = out[s * v : (s + 1) * v]
             swapped = slice(0, swap) if s == 0 else slice(swap, None)
+            kept = slice(swap, None) if s == 0 else slice(0, swap)
             if cfg.compat:
                 a, b = self._compat_pair(views, y, x, generator)
                 if cfg.swap_crops:  # the official in-place arithmetic on overlapping views
                     a[swapped] = a[swapped] + b[swapped]
                     b[swapped] = a[swapped] - b[swapped]
                     a[swapped] = a[swapped] - b[swapped]
-            else:
-                margin = cfg.margin // (2**s)
-                a, b = self._pair(_at_least(views, p), y, x, margin, inner, generator)
-                if cfg.swap_crops:
-                    a[swapped], b[swapped] = b[swapped].clone(), a[swapped].clone()
-            out.append(torch.cat([a, b], dim=1))  # (versions, 6, P, P)
-        return torch.cat(out)
+                slots[:, :3], slots[:, 3:] = a, b
+                continue
+            margin = cfg.margin // (2**s)
+            a, b = self._pair(_at_least(views, p), y, x, margin, inner, generator)
+            if not cfg.swap_crops:
+                kept = slice(None)
+            slots[kept, :3], slots[kept, 3:] = a[kept], b[kept]
+            if cfg.swap_crops:
+                slots[swapped, :3], slots[swapped, 3:] = b[swapped], a[swapped]
 
-    def _compat_pair(self, views: Tensor, y: int, x: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    def _compat_pair(
+        self, views: Tensor, y: int, x: int, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
         p = self.cfg.patch_size
         side = p + max(y, x)
         h, w = views.shape[-2:]
@@ -281,11 +332,19 @@ class QualityViews:
         else:
             top, left = _randint(0, h - side + 1, generator), _randint(0, w - side + 1, generator)
             window = views[..., top : top + side, left : left + side]
-        window = window.clone()
+        window = window.clone()  # the official crops are views of one window tensor
         return window[..., :p, :p], window[..., y : y + p, x : x + p]
 
-    def _pair(self, views: Tensor, y: int, x: int, margin: int, inner: tuple[bool, bool],
-              generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    def _pair(
+        self,
+        views: Tensor,
+        y: int,
+        x: int,
+        margin: int,
+        inner: tuple[bool, bool],
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Views of crop A and crop B, placed at random with room for the offset."""
         p = self.cfg.patch_size
         h, w = views.shape[-2:]
         mh = margin if inner[0] and h - 2 * margin >= p else 0
@@ -293,6 +352,6 @@ class QualityViews:
         y, x = _fit_offsets(y, x, h - 2 * mh - p, w - 2 * mw - p, self.cfg, generator)
         top = mh + _randint(0, h - 2 * mh - p - y + 1, generator)
         left = mw + _randint(0, w - 2 * mw - p - x + 1, generator)
-        a = views[..., top : top + p, left : left + p]
-        b = views[..., top + y : top + y + p, left + x : left + x + p]
-        return a.clone(), b.clone()
+        return views[..., top : top + p, left : left + p], views[
+            ..., top + y : top + y + p, left + x : left + x + p
+        ]

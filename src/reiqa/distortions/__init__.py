@@ -76,6 +76,7 @@ def apply(
     generator: torch.Generator | None = None,
     compat: bool = False,
     params: list[dict[str, Tensor]] | None = None,
+    out: Tensor | None = None,
 ) -> Tensor:
     """Distort each image with its own type and level.
 
@@ -87,6 +88,7 @@ def apply(
             device as ``images`` for speed. The same seed gives the same output.
         compat: follow the official code and its defects instead of the fixed behaviour.
         params: draws from :func:`sample_params` to replay instead of drawing new ones.
+        out: a tensor shaped like ``images`` to write the result into (saves a copy).
 
     Returns:
         (N, 3, H, W), same dtype and device as ``images``, in [0, 1].
@@ -97,7 +99,9 @@ def apply(
     work = images.float() if images.dtype in (torch.float16, torch.bfloat16) else images
     if compat:  # the official pipeline only ever sees 8-bit images
         work = _kernels.round_to_uint8_grid(work)
-    out = torch.empty_like(work)
+    result = torch.empty_like(work) if out is None or out.dtype != work.dtype else out
+    if out is not None and out.shape != images.shape:
+        raise ValueError(f"out must have the shape of images {tuple(images.shape)}, got {tuple(out.shape)}")
     type_tensor = torch.tensor(type_ids)
     for t in torch.unique(type_tensor).tolist():
         idx = (type_tensor == t).nonzero().flatten()
@@ -109,5 +113,8 @@ def apply(
                 k: torch.stack([params[i][k] for i in idx.tolist()]).to(images.device) for k in params[idx[0]]
             }
         dev_idx = idx.to(images.device)
-        out[dev_idx] = spec.op(work[dev_idx], values, group_params, compat=compat)
-    return out.to(images.dtype)
+        result[dev_idx] = spec.op(work[dev_idx], values, group_params, compat=compat)
+    if out is not None and result is not out:
+        out.copy_(result)
+        return out
+    return result.to(images.dtype)

@@ -54,7 +54,7 @@ def lens_blur(images: Tensor, values: Tensor, params: dict[str, Tensor], *, comp
         idx = idx.to(images.device)
         kernel = disk_kernel(radius)
         r = kernel.shape[0] // 2
-        out[idx] = K.conv2d_replicate(images[idx], kernel, (r, r, r, r))
+        out[idx] = K.filter2d_replicate(images[idx], kernel, (r, r, r, r))
     out = out.clamp_(0.0, 1.0)
     return K.floor_to_uint8_grid(out) if compat else out
 
@@ -80,14 +80,23 @@ def motion_blur(images: Tensor, values: Tensor, params: dict[str, Tensor], *, co
         before, after = (k - 1) // 2, k // 2
         kernel = torch.full((k,), 1.0 / k, dtype=torch.float64)
         idx = idx.to(images.device)
-        sub = images[idx]
-        vert = K.conv2d_replicate(sub, kernel.view(k, 1), (0, 0, before, after))
-        horiz = K.conv2d_replicate(sub, kernel.view(1, k), (before, after, 0, 0))
-        if compat and k % 2 == 0:
-            # scipy's convolve of the even k x k kernel reads the next column (row) over.
-            vert = torch.cat([vert[..., 1:], vert[..., -1:]], dim=-1)
-            horiz = torch.cat([horiz[..., 1:, :], horiz[..., -1:, :]], dim=-2)
-        out[idx] = torch.where(vertical[idx].view(-1, 1, 1, 1), vert, horiz)
+        is_vertical = vertical[idx]
+        for direction, dim in ((True, -2), (False, -1)):
+            members = idx[is_vertical == direction]
+            if len(members) == 0:
+                continue
+            blurred = K.filter1d_replicate(images[members], kernel, dim, before, after)
+            if compat and k % 2 == 0:
+                # scipy's convolve of the even k x k kernel reads the next column (row) over.
+                across = -1 if dim == -2 else -2
+                blurred = torch.cat(
+                    [
+                        blurred.narrow(across, 1, blurred.shape[across] - 1),
+                        blurred.narrow(across, blurred.shape[across] - 1, 1),
+                    ],
+                    dim=across,
+                )
+            out[members] = blurred
     out = out.clamp_(0.0, 1.0)
     return K.floor_to_uint8_grid(out) if compat else out
 

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from reiqa.distortions import _kernels as K
-from reiqa.distortions.colorspace import hsv_to_rgb, lab_to_rgb, rgb_to_gray, rgb_to_hsv, rgb_to_lab
+from reiqa.distortions.colorspace import lab_to_rgb, rgb_to_gray, rgb_to_lab
 
 
 def color_diffusion(images: Tensor, values: Tensor, params: dict[str, Tensor], *, compat: bool) -> Tensor:
@@ -83,10 +83,14 @@ def color_shift(images: Tensor, values: Tensor, params: dict[str, Tensor], *, co
 
 
 def hsv_saturation(images: Tensor, values: Tensor, params: dict[str, Tensor], *, compat: bool) -> Tensor:
-    """S <- S * a in HSV (a < 0 inverts the hue direction), then clip."""
-    hsv = rgb_to_hsv(images)
-    sat = hsv[:, 1:2] * values.to(images).view(-1, 1, 1, 1)
-    out = hsv_to_rgb(torch.cat([hsv[:, :1], sat, hsv[:, 2:]], dim=1)).clamp(0.0, 1.0)
+    """S <- S * a in HSV (a < 0 inverts the hue direction), then clip.
+
+    For a fixed hue and value, each RGB channel of ``hsv2rgb`` is V * (1 - S * g(H)), linear in
+    S; so scaling S by a is x' = V - a (V - x) with V = max(R, G, B), exactly, without the round
+    trip through HSV (negative a included, as the sector formula is the same)."""
+    value = images.amax(dim=1, keepdim=True)
+    out = value - values.to(images).view(-1, 1, 1, 1) * (value - images)
+    out = out.clamp_(0.0, 1.0)
     return K.floor_to_uint8_grid(out) if compat else out
 
 

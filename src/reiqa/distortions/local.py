@@ -33,21 +33,26 @@ def sample_color_block(
     return {"corners": corners, "colors": colors}
 
 
+def _square_index(corner: Tensor, side: int, size: int) -> Tensor:
+    """(N,) corners -> (N, side) indices, clamped so that squares near the edge stay inside."""
+    return (corner.view(-1, 1) + torch.arange(side, device=corner.device)).clamp(max=size - 1)
+
+
 def color_block(images: Tensor, values: Tensor, params: dict[str, Tensor], *, compat: bool) -> Tensor:
     """Paint n solid 32 x 32 blocks of random colour, later blocks over earlier ones."""
     n, _, h, w = images.shape
     corners = params["corners"].to(images.device)  # (N, B, 2)
     colors = params["colors"].to(images)  # (N, B, 3)
-    counts = values.to(images.device).view(n, 1, 1, 1)
-    rows = torch.arange(h, device=images.device).view(1, 1, h, 1)
-    cols = torch.arange(w, device=images.device).view(1, 1, 1, w)
-    out = images.clone()
+    counts = values.to(images.device)
+    batch = torch.arange(n, device=images.device).view(n, 1, 1)
+    out = images.permute(0, 2, 3, 1).contiguous()  # (N, H, W, C): a block is one gather/scatter
     for b in range(corners.shape[1]):
-        y0 = corners[:, b, 0].view(n, 1, 1, 1)
-        x0 = corners[:, b, 1].view(n, 1, 1, 1)
-        inside = (rows >= y0) & (rows < y0 + BLOCK) & (cols >= x0) & (cols < x0 + BLOCK) & (b < counts)
-        out = torch.where(inside, colors[:, b].view(n, 3, 1, 1), out)
-    return out
+        rows = _square_index(corners[:, b, 0], BLOCK, h).view(n, BLOCK, 1)
+        cols = _square_index(corners[:, b, 1], BLOCK, w).view(n, 1, BLOCK)
+        active = (b < counts).view(n, 1, 1, 1)
+        paint = torch.where(active, colors[:, b].view(n, 1, 1, 3), out[batch, rows, cols])
+        out.index_put_((batch, rows, cols), paint)
+    return out.permute(0, 3, 1, 2).contiguous()
 
 
 def sample_non_eccentricity(
@@ -74,21 +79,27 @@ def non_eccentricity(images: Tensor, values: Tensor, params: dict[str, Tensor], 
         return images.clone()
     moves = params["moves"].to(images.device)  # (N, M, 4)
     counts = values.to(images.device)
-    offsets = torch.arange(PATCH, device=images.device)
     batch = torch.arange(n, device=images.device).view(n, 1, 1)
-    out = images.clone()
+    out = images.permute(0, 2, 3, 1).contiguous()  # (N, H, W, C)
     for m in range(int(counts.max())):
         src_y, src_x, dst_y, dst_x = moves[:, m].unbind(1)
-        active = (m < counts).view(n, 1, 1)
         # An inactive move copies the patch onto itself, which changes nothing.
-        dst_y, dst_x = torch.where(active[:, 0, 0], dst_y, src_y), torch.where(active[:, 0, 0], dst_x, src_x)
-        rows = (src_y.view(n, 1) + offsets).view(n, PATCH, 1)
-        cols = (src_x.view(n, 1) + offsets).view(n, 1, PATCH)
-        patch = out.permute(0, 2, 3, 1)[batch, rows, cols]  # (N, P, P, C)
-        drows = (dst_y.view(n, 1) + offsets).view(n, PATCH, 1)
-        dcols = (dst_x.view(n, 1) + offsets).view(n, 1, PATCH)
-        out = out.permute(0, 2, 3, 1).index_put((batch, drows, dcols), patch).permute(0, 3, 1, 2)
-    return out.contiguous()
+        active = m < counts
+        dst_y, dst_x = torch.where(active, dst_y, src_y), torch.where(active, dst_x, src_x)
+        patch = out[
+            batch,
+            _square_index(src_y, PATCH, h).view(n, PATCH, 1),
+            _square_index(src_x, PATCH, w).view(n, 1, PATCH),
+        ]  # (N, P, P, C), a copy
+        out.index_put_(
+            (
+                batch,
+                _square_index(dst_y, PATCH, h).view(n, PATCH, 1),
+                _square_index(dst_x, PATCH, w).view(n, 1, PATCH),
+            ),
+            patch,
+        )
+    return out.permute(0, 3, 1, 2).contiguous()
 
 
 def sample_jitter(

@@ -71,6 +71,14 @@ def denoise(images: Tensor, values: Tensor, params: dict[str, Tensor], *, compat
     ``GaussianBlur(3)``. The blur dominates, so the level barely matters (METHOD.md 1.4.4).
     Default: the same filters in float; compat: Pillow's uint8 buffers."""
     noisy = white_noise(images, values, params, compat=compat)
-    box = K.pil_box_blur(noisy, 2.0, quantize=compat)
-    gauss = K.pil_gaussian_blur(noisy, 3.0, quantize=compat)
-    return torch.where(params["box"].to(images.device).view(-1, 1, 1, 1), box, gauss).clamp_(0.0, 1.0)
+    box = params["box"].to(images.device)
+    out = torch.empty_like(noisy)
+    for use_box in (True, False):
+        members = (box == use_box).nonzero().flatten()
+        if len(members) == 0:
+            continue
+        if use_box:
+            out[members] = K.pil_box_blur(noisy[members], 2.0, quantize=compat)
+        else:
+            out[members] = K.pil_gaussian_blur(noisy[members], 3.0, quantize=compat)
+    return out.clamp_(0.0, 1.0)
