@@ -85,6 +85,18 @@ def test_nearest_indices_match_pillow(size_in: int, size_out: int) -> None:
     assert K.pil_nearest_indices(size_in, size_out).tolist() == pil.tolist()
 
 
+@pytest.mark.parametrize("name", ["bilinear", "bicubic"])
+def test_torch_antialiased_resize_is_pillows_computation(name: str) -> None:
+    x = torch.rand(1, 3, 37, 53, dtype=torch.float64)
+    for size in ((80, 100), (13, 29), (37, 20)):
+        expected = x
+        for step in ((37, size[1]), size):  # Pillow: horizontal pass, then vertical
+            m_rows = K.resample_matrix(expected.shape[-2], step[0], name)
+            m_cols = K.resample_matrix(expected.shape[-1], step[1], name)
+            expected = m_rows @ expected @ m_cols.T
+        torch.testing.assert_close(K.pil_resize(x, size, name), expected, atol=1e-12, rtol=0)
+
+
 def test_disk_kernel_is_normalised_and_covers_the_disk() -> None:
     for radius in (1, 2, 4, 6, 8):
         k = disk_kernel(radius)

@@ -18,7 +18,7 @@ def _down_up(images: Tensor, values: Tensor, filter_name: str, compat: bool, siz
         idx = idx.to(images.device)
         small = size_of(h, w, value)
         if filter_name == "nearest":
-            out[idx] = K.pil_nearest_resize(K.pil_nearest_resize(images[idx], small), (h, w))
+            out[idx] = K.pil_nearest_down_up(images[idx], small)
         else:
             down = K.pil_resize(images[idx], small, filter_name, quantize=compat)
             out[idx] = K.pil_resize(down, (h, w), filter_name, quantize=compat)
