@@ -84,6 +84,31 @@ def distort(
     typer.echo(f"wrote {output}")
 
 
+@app.command()
+def pretrain(
+    data: Annotated[list[Path], typer.Option("--data", help="Image folder, CSV list or file (repeatable).")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, logs, final encoder.")],
+    encoder: Annotated[str, typer.Option(help="quality or content.")] = "quality",
+    preset: Annotated[str | None, typer.Option(help="paper, cpu-small, content, content-cpu-small.")] = None,
+    config: Annotated[Path | None, typer.Option(help="A JSON config (see configs/).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. optim.epochs=10.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the checkpoint in --out.")] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Pre-train an encoder with MoCo-v2 (one process, or many under torchrun)."""
+    from reiqa.runtime import tune_allocator
+    from reiqa.train.config import load_config
+    from reiqa.train.loop import run
+
+    if encoder not in ("quality", "content"):
+        raise typer.BadParameter(f"--encoder must be quality or content, got {encoder!r}")
+    cfg = load_config(encoder=encoder, preset_name=preset, path=config, overrides=set_ or ())
+    tune_allocator()
+    result = run(cfg, data, out, resume=resume, device=device, progress=progress)
+    typer.echo(f"stopped at step {result.step}; loss {result.final_loss}; outputs in {result.out_dir}")
+
+
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,

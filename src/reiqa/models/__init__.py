@@ -1,0 +1,1 @@
+"""Encoders, the MoCo-v2 machinery, and checkpoints."""

@@ -1,0 +1,198 @@
+"""Checkpoints: our own (safetensors + JSON, written atomically) and the official Re-IQA files.
+
+A training checkpoint is a directory::
+
+    checkpoint/
+      model.safetensors   every weight and buffer of the MoCo model (query, key encoder, queue)
+      config.json         the TrainConfig
+      state.pt            optimizer, grad scaler, step, epoch (tensors and plain values only,
+                          loaded with torch.load(weights_only=True))
+
+written as ``checkpoint.tmp/`` and then swapped in, so a crash leaves either the old or the new
+checkpoint complete. A trained encoder for feature extraction is two files:
+``encoder.safetensors`` (backbone weights) and ``encoder.json`` (architecture, input
+normalisation, provenance).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from reiqa.errors import ReiqaError
+from reiqa.models.backbones import build_backbone
+
+
+class CheckpointError(ReiqaError, ValueError):
+    """A checkpoint file is missing parts, has unexpected keys, or is not a checkpoint."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _save_tensors(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(directory: Path, *, model: nn.Module, config_json: str, state: dict[str, Any]) -> Path:
+    """Write ``directory`` (model weights, config, training state) atomically; returns it."""
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    old = directory.with_name(directory.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _save_tensors(model.state_dict(), tmp / "model.safetensors", {"config": config_json})
+    _write_bytes_atomic(tmp / "config.json", config_json.encode("utf-8"))
+    state_tmp = tmp / "state.pt"
+    torch.save(state, state_tmp)
+    with open(state_tmp, "rb") as f:
+        os.fsync(f.fileno())
+    _fsync_dir(tmp)
+    if directory.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    _fsync_dir(directory.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def find_checkpoint(directory: Path) -> Path | None:
+    """The complete checkpoint at ``directory``, or the previous one if a crash interrupted the
+    swap, or None."""
+    directory = Path(directory)
+    for candidate in (directory, directory.with_name(directory.name + ".old")):
+        if all((candidate / name).is_file() for name in ("model.safetensors", "config.json", "state.pt")):
+            return candidate
+    return None
+
+
+def load_checkpoint(directory: Path) -> tuple[str, dict[str, Tensor], dict[str, Any]]:
+    """Read a checkpoint: (config JSON text, model state dict, training state)."""
+    found = find_checkpoint(directory)
+    if found is None:
+        raise FileNotFoundError(
+            f"{directory}: no complete checkpoint (model.safetensors, config.json, state.pt)"
+        )
+    config_json = (found / "config.json").read_text(encoding="utf-8")
+    weights = load_file(str(found / "model.safetensors"))
+    state = torch.load(found / "state.pt", map_location="cpu", weights_only=True)
+    return config_json, weights, state
+
+
+def load_state_strict(module: nn.Module, state: dict[str, Tensor], source: object) -> None:
+    """load_state_dict(strict) with an error that names the keys that differ and the file."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(
+                f"{len(wrong)} with other shapes (e.g. {k!r}: file {tuple(state[k].shape)}, "
+                f"model {tuple(own[k].shape)})"
+            )
+        raise CheckpointError(f"{source}: does not fit the model: " + "; ".join(parts))
+    module.load_state_dict(state, strict=True)
+
+
+# -- trained encoders for feature extraction -----------------------------------------------------
+
+
+def save_encoder(
+    path_stem: Path, backbone: nn.Module, *, arch: str, input_norm: str, info: dict[str, Any] | None = None
+) -> Path:
+    """Write ``<stem>.safetensors`` (backbone weights) and ``<stem>.json``; returns the .json."""
+    path_stem = Path(path_stem)
+    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format": "reiqa-encoder", "version": 1, "arch": arch, "input_norm": input_norm, **(info or {})}
+    _save_tensors(backbone.state_dict(), path_stem.with_suffix(".safetensors"), {"reiqa": json.dumps(meta)})
+    _write_bytes_atomic(path_stem.with_suffix(".json"), json.dumps(meta, indent=2).encode("utf-8"))
+    return path_stem.with_suffix(".json")
+
+
+def load_encoder(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a backbone saved by :func:`save_encoder` (give the .json or .safetensors path)."""
+    path = Path(path)
+    meta_path, weights_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
+    if not meta_path.is_file() or not weights_path.is_file():
+        raise FileNotFoundError(f"{path}: needs both {meta_path.name} and {weights_path.name}")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta.get("format") != "reiqa-encoder":
+        raise CheckpointError(f"{meta_path}: not a reiqa encoder description")
+    backbone = build_backbone(meta["arch"])
+    load_state_strict(backbone, load_file(str(weights_path)), weights_path)
+    return backbone, meta
+
+
+# -- the official Re-IQA release (METHOD.md 2.7) ----------------------------------------------------
+
+
+def import_official(path: Path, arch: str = "resnet50") -> tuple[nn.Module, dict[str, Tensor]]:
+    """Read an official ``quality_aware_r50.pth`` / ``content_aware_r50.pth``.
+
+    Loads with ``weights_only=True``, takes ``ckpt['model']`` (DataParallel keys
+    ``module.encoder.*`` and ``module.head.*``), and returns the torchvision backbone with the
+    encoder weights loaded strictly, plus the projection-head weights (``0.weight`` ...).
+    Other entries (``model_ema``, ``contrast``, ``optimizer``, ``epoch``) are ignored."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not isinstance(ckpt, dict) or "model" not in ckpt or not isinstance(ckpt["model"], dict):
+        keys = sorted(ckpt)[:5] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(
+            f"{path}: expected a dict with a 'model' state dict (official layout), found {keys}"
+        )
+    state = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}
+    encoder = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+    head = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
+    other = sorted(k for k in state if not k.startswith(("encoder.", "head.")))
+    if other:
+        raise CheckpointError(f"{path}: unexpected keys outside encoder/head, e.g. {other[:3]}")
+    encoder.pop("fc.weight", None)
+    encoder.pop("fc.bias", None)
+    backbone = build_backbone(arch)
+    load_state_strict(backbone, encoder, f"{path} (encoder, as {arch})")
+    return backbone, head
