@@ -1,0 +1,101 @@
+"""Our checkpoints round-trip; the official release format imports; bad files say why."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reiqa.models.backbones import build_backbone
+from reiqa.models.checkpoints import (
+    CheckpointError,
+    find_checkpoint,
+    import_official,
+    load_checkpoint,
+    load_encoder,
+    save_checkpoint,
+    save_encoder,
+)
+from reiqa.models.moco import Encoder, MoCo
+
+
+def test_checkpoint_round_trip_and_atomic_swap(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = MoCo(Encoder("resnet18", proj_dim=8), queue_size=16)
+    target = tmp_path / "checkpoint"
+    save_checkpoint(target, model=model, config_json='{"a": 1}', state={"step": 3, "t": torch.ones(2)})
+    save_checkpoint(target, model=model, config_json='{"a": 2}', state={"step": 4, "t": torch.ones(2)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]  # no temp or old dirs left
+    config_json, weights, state = load_checkpoint(target)
+    assert config_json == '{"a": 2}' and state["step"] == 4
+    fresh = MoCo(Encoder("resnet18", proj_dim=8), queue_size=16)
+    fresh.load_state_dict(weights)
+    for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_an_interrupted_swap_falls_back_to_the_previous_checkpoint(tmp_path) -> None:
+    model = MoCo(Encoder("resnet18", proj_dim=8), queue_size=4)
+    target = tmp_path / "checkpoint"
+    save_checkpoint(target, model=model, config_json="{}", state={"step": 1})
+    target.rename(tmp_path / "checkpoint.old")  # a crash between the two renames
+    assert find_checkpoint(target) == tmp_path / "checkpoint.old"
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        load_checkpoint(tmp_path / "elsewhere")
+
+
+def test_encoder_round_trip(tmp_path) -> None:
+    torch.manual_seed(0)
+    backbone = build_backbone("resnet18")
+    save_encoder(tmp_path / "enc", backbone, arch="resnet18", input_norm="none", info={"steps": 5})
+    loaded, meta = load_encoder(tmp_path / "enc.json")
+    assert meta["arch"] == "resnet18" and meta["steps"] == 5
+    x = torch.rand(1, 3, 32, 32)
+    backbone.eval(), loaded.eval()
+    torch.testing.assert_close(backbone(x), loaded(x))
+
+
+def _official_file(path, arch: str = "resnet18", *, drop: str | None = None) -> dict:
+    """A file laid out as the official release: DataParallel keys module.encoder.* / module.head.*."""
+    torch.manual_seed(1)
+    backbone = build_backbone(arch)
+    dim = 512 if arch == "resnet18" else 2048
+    model = {f"module.encoder.{k}": v for k, v in backbone.state_dict().items()}
+    model.update(
+        {
+            "module.head.0.weight": torch.randn(dim, dim),
+            "module.head.0.bias": torch.zeros(dim),
+            "module.head.2.weight": torch.randn(128, dim),
+            "module.head.2.bias": torch.zeros(128),
+        }
+    )
+    if drop:
+        model.pop(drop)
+    torch.save({"model": model, "epoch": 40, "contrast": {"memory": torch.randn(4, 128)}}, path)
+    return backbone.state_dict()
+
+
+def test_official_checkpoint_imports_into_the_torchvision_backbone(tmp_path) -> None:
+    path = tmp_path / "quality_aware.pth"
+    expected = _official_file(path)
+    backbone, head = import_official(path, arch="resnet18")
+    for k, v in backbone.state_dict().items():
+        assert torch.equal(v, expected[k]), k
+    assert sorted(head) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+
+
+def test_official_checkpoint_errors_name_the_keys(tmp_path) -> None:
+    path = tmp_path / "broken.pth"
+    _official_file(path, drop="module.encoder.layer4.1.bn2.weight")
+    with pytest.raises(CheckpointError, match=r"1 missing \(e\.g\. \['layer4\.1\.bn2\.weight'\]\)"):
+        import_official(path, arch="resnet18")
+    _official_file(path)
+    with pytest.raises(CheckpointError, match=r"other shapes|unexpected"):
+        import_official(path, arch="resnet50")  # a ResNet-18 file read as ResNet-50
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        import_official(tmp_path / "junk.pth")
+    torch.save({"state_dict": {}}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="'model'"):
+        import_official(tmp_path / "other.pth")
+    with pytest.raises(FileNotFoundError):
+        import_official(tmp_path / "missing.pth")
