@@ -1,0 +1,140 @@
+"""The training loop: learning happens, resume is exact, DDP equals one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from reiqa.io import save_image
+from reiqa.models.checkpoints import load_checkpoint, load_encoder
+from reiqa.train.config import CPU_SMALL, ConfigError, TrainConfig
+from reiqa.train.loop import build_model, build_views, run, train_step
+from reiqa.train.optim import build_optimizer
+from tests.conftest import textured_images
+
+TINY = CPU_SMALL.replace(
+    **{
+        "data.patch_size": 32,
+        "data.n_aug": 2,
+        "data.n_scale": 1,
+        "data.margin": 0,
+        "data.workers": 0,
+        "data.max_side": 64,
+        "model.proj_dim": 16,
+        "model.proj_hidden": 32,
+        "model.channels_last": False,
+        "moco.queue_size": 24,
+        "moco.bn_groups": 2,
+        "optim.epochs": 2,
+        "optim.warmup_epochs": 0,
+        "batch_size": 4,
+        "log_every": 1,
+        "checkpoint_every": 1,
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def toy_images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("toy")
+    images = textured_images(8, 64, 64, seed=3)
+    for i in range(8):
+        save_image(images[i], folder / f"{i}.png")
+    return folder
+
+
+def test_steps_on_a_fixed_batch_lower_the_loss() -> None:
+    """Repeated steps on the same views. The queue is reset to the same random keys after each
+    step: otherwise it fills with the keys of these very instances, which then count as
+    negatives for themselves."""
+    torch.manual_seed(0)
+    cfg = TINY.replace(**{"moco.negatives": "queue+same-image", "moco.queue_size": 16})
+    model = build_model(cfg)
+    negatives = model.queue.keys.clone()
+    optimizer = build_optimizer(model.query, name="lars", lr=1.0, weight_decay=0, momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    views = build_views(cfg)(textured_images(4, 64, 64), generator=torch.Generator().manual_seed(0))
+    losses = []
+    for step in range(12):
+        loss, _ = train_step(
+            model,
+            model.query,
+            optimizer,
+            scaler,
+            views,
+            cfg,
+            lr=4.0,
+            generator=torch.Generator().manual_seed(step),
+        )
+        losses.append(loss.item())
+        model.queue.keys.copy_(negatives)
+    assert sum(losses[-3:]) / 3 < 0.85 * sum(losses[:3]) / 3, losses
+
+
+def _weights(out_dir):
+    return load_checkpoint(out_dir / "checkpoint")[1]
+
+
+def test_a_killed_and_resumed_run_ends_with_the_same_weights(toy_images, tmp_path) -> None:
+    run(TINY, [toy_images], tmp_path / "straight", device="cpu", progress=False)
+    run(TINY.replace(max_steps=1), [toy_images], tmp_path / "resumed", device="cpu", progress=False)
+    assert json.loads((tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 1
+    run(TINY, [toy_images], tmp_path / "resumed", device="cpu", progress=False, resume=True)
+    straight, resumed = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    _, meta = load_encoder(tmp_path / "straight" / "encoder.json")
+    assert meta["arch"] == "resnet18" and meta["steps"] == 4
+
+
+def test_resume_and_overwrite_are_refused_with_a_reason(toy_images, tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        run(TINY, [toy_images], tmp_path / "none", device="cpu", progress=False, resume=True)
+    run(TINY.replace(max_steps=1), [toy_images], tmp_path / "once", device="cpu", progress=False)
+    with pytest.raises(ConfigError, match="--resume"):
+        run(TINY, [toy_images], tmp_path / "once", device="cpu", progress=False)
+    with pytest.raises(ConfigError, match="another config"):
+        run(TINY.replace(seed=9), [toy_images], tmp_path / "once", device="cpu", progress=False, resume=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, port: int, cfg_json: str, images: str, out: str) -> None:
+    os.environ.update(
+        {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "WORLD_SIZE": "2",
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+        }
+    )
+    torch.set_num_threads(1)
+    run(TrainConfig.from_dict(json.loads(cfg_json)), [images], out, device="cpu", progress=False)
+
+
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch(toy_images, tmp_path) -> None:
+    # Each rank normalises its half of the batch; one process with bn_groups=2 does the same.
+    cfg = TINY.replace(**{"moco.bn": "plain", "moco.negatives": "queue+batch"})
+    mp.spawn(
+        _ddp_worker, args=(_free_port(), cfg.to_json(), str(toy_images), str(tmp_path / "ddp")), nprocs=2
+    )
+    run(cfg, [toy_images], tmp_path / "single", device="cpu", progress=False)
+    ddp, single = _weights(tmp_path / "ddp"), _weights(tmp_path / "single")
+    # BN running statistics are left out: one process updates them once per group, each rank
+    # once per step, so their counters (and, slightly, their averages) differ by design.
+    stats = ("num_batches_tracked", "running_mean", "running_var")
+    compared = [key for key in single if not key.endswith(stats)]
+    assert any(k.startswith("queue.") for k in compared) and len(compared) > 100
+    for key in compared:
+        torch.testing.assert_close(ddp[key].float(), single[key].float(), atol=2e-4, rtol=1e-3, msg=key)
