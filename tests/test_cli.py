@@ -86,3 +86,60 @@ def test_a_bad_image_is_reported_with_its_path_and_exit_1(tmp_path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: ") and str(bad) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_pretrain_runs_from_the_command_line_and_plots_its_curve(tmp_path) -> None:
+    images = textured_images(4, 64, 64)
+    for i in range(4):
+        save_image(images[i], tmp_path / "imgs" / f"{i}.png")
+    overrides = [
+        "data.patch_size=32",
+        "data.n_aug=1",
+        "data.n_scale=1",
+        "data.margin=0",
+        "data.workers=0",
+        "model.channels_last=false",
+        "moco.queue_size=8",
+        "batch_size=2",
+        "optim.epochs=1",
+        "optim.warmup_epochs=0",
+        "log_every=1",
+    ]
+    args = [
+        "pretrain",
+        "--preset",
+        "cpu-small",
+        "--data",
+        str(tmp_path / "imgs"),
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+    ]
+    for o in overrides:
+        args += ["--set", o]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "encoder.safetensors").is_file()
+    curve = tmp_path / "curve.png"
+    assert runner.invoke(app, ["training-curve", str(tmp_path / "run"), "-o", str(curve)]).exit_code == 0
+    assert Image.open(curve).size[0] > 100
+
+
+def test_pretrain_rejects_a_bad_override(tmp_path) -> None:
+    from reiqa.train.config import ConfigError
+
+    result = runner.invoke(
+        app,
+        [
+            "pretrain",
+            "--preset",
+            "cpu-small",
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "run"),
+            "--set",
+            "optim.epochs=0",
+        ],
+    )
+    assert isinstance(result.exception, ConfigError) and "epochs" in str(result.exception)

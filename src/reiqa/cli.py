@@ -109,6 +109,19 @@ def pretrain(
     typer.echo(f"stopped at step {result.step}; loss {result.final_loss}; outputs in {result.out_dir}")
 
 
+@app.command("training-curve")
+def training_curve(
+    run_dir: Annotated[Path, typer.Argument(help="A reiqa pretrain --out folder.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write.")] = Path(
+        "training-curve.png"
+    ),
+) -> None:
+    """Plot loss, accuracy and learning rate of a pre-training run."""
+    from reiqa.train.report import plot_training_curve
+
+    typer.echo(f"wrote {plot_training_curve(run_dir, output)}")
+
+
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,

@@ -217,7 +217,8 @@ class MoCo(nn.Module):
         ema_update(self.query, self.key, self.momentum)
 
     def _groups(self, n: int) -> int:
-        return 1 if world_size() > 1 else max(1, min(self.bn_groups, n))
+        # BatchNorm needs at least two samples per group in training mode
+        return 1 if world_size() > 1 else max(1, min(self.bn_groups, n // 2))
 
     def _keys(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         if world_size() > 1:
