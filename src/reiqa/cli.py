@@ -109,6 +109,124 @@ def pretrain(
     typer.echo(f"stopped at step {result.step}; loss {result.final_loss}; outputs in {result.out_dir}")
 
 
+@app.command()
+def features(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files, folders (recursive) or a CSV list.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Feature file to write (.safetensors).")],
+    quality: Annotated[
+        Path | None, typer.Option(help="Quality encoder (encoder.json from pretrain).")
+    ] = None,
+    content: Annotated[Path | None, typer.Option(help="Content encoder (encoder.json).")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Feature cache folder (resumable).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    workers: Annotated[int, typer.Option(min=0, help="Decoding processes.")] = 0,
+    max_side: Annotated[
+        int | None, typer.Option(help="Downscale images whose longer side is larger.")
+    ] = None,
+    min_side: Annotated[
+        int | None, typer.Option(help="Downscale so the shorter side is at most this.")
+    ] = None,
+    compat: Annotated[bool, typer.Option(help="The official demos' half scale (8-bit).")] = False,
+) -> None:
+    """Extract Re-IQA features (quality and/or content encoder, full and half scale)."""
+    from reiqa.features import FeatureModel, extract
+    from reiqa.train.data import list_training_images
+    from reiqa.train.loop import pick_device
+
+    if quality is None and content is None:
+        raise typer.BadParameter("give --quality and/or --content")
+    model = FeatureModel.from_files(quality, content, compat=compat)
+    table = extract(
+        model,
+        list_training_images(inputs),
+        batch_size=batch_size,
+        workers=workers,
+        device=pick_device(device),
+        max_side=max_side,
+        min_side=min_side,
+        cache=cache,
+        progress=True,
+    )
+    table.save(out)
+    for _, cause in table.failures:
+        typer.echo(f"skipped: {cause}", err=True)
+    typer.echo(
+        f"wrote {out}: {len(table.paths)} images x {table.features.shape[1]} features"
+        f"{f', {len(table.failures)} skipped' if table.failures else ''}"
+    )
+    if table.failures:
+        raise typer.Exit(3)
+
+
+@app.command()
+def fit(
+    features_file: Annotated[Path, typer.Option("--features", help="From `reiqa features`.")],
+    scores: Annotated[Path, typer.Option(help="CSV with an image column and a score column.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Regressor folder to write.")],
+    method: Annotated[str, typer.Option(help="ridge or elasticnet.")] = "ridge",
+    image_column: Annotated[str | None, typer.Option(help="Default: guessed (image, path, ...).")] = None,
+    score_column: Annotated[str | None, typer.Option(help="Default: guessed (mos, score, ...).")] = None,
+    lower_is_better: Annotated[bool, typer.Option(help="Scores are DMOS-like.")] = False,
+) -> None:
+    """Fit the regressor on your own opinion scores (strength by 5-fold cross-validation)."""
+    from reiqa.datasets.csv_table import load_csv
+    from reiqa.evaluate import align
+    from reiqa.features import FeatureTable
+    from reiqa.regress import QualityRegressor
+
+    table = FeatureTable.load(features_file)
+    labels = load_csv(
+        scores, image_column=image_column, score_column=score_column, higher_is_better=not lower_is_better
+    )
+    x, y, _ = align(table, labels)
+    sign = -1.0 if lower_is_better else 1.0
+    reg = QualityRegressor(method=method).fit(x, sign * y)
+    reg.info = {
+        "features": str(features_file),
+        "model_id": table.model_id,
+        "blocks": table.blocks,
+        "scores": str(scores),
+        "n": len(y),
+        "higher_is_better": True,
+        "score_range": [float(y.min()), float(y.max())],
+        "source_direction_flipped": lower_is_better,
+    }
+    reg.save(out)
+    typer.echo(
+        f"fitted on {len(y)} images; alpha {reg.alpha_:g} chosen by {reg.selection_['by']} "
+        f"(SRCC {reg.selection_['srcc']:.3f}); wrote {out}"
+    )
+
+
+@app.command()
+def evaluate(
+    features_file: Annotated[Path, typer.Option("--features", help="From `reiqa features`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")],
+    dataset: Annotated[str | None, typer.Option(help="Database name (see reiqa.datasets.names()).")] = None,
+    root: Annotated[Path | None, typer.Option(help="The database folder.")] = None,
+    scores: Annotated[Path | None, typer.Option(help="Or: a CSV of your own scores.")] = None,
+    splits: Annotated[int, typer.Option(min=1, help="Random splits (70/10/20).")] = 10,
+    seed: Annotated[int, typer.Option()] = 0,
+    ablations: Annotated[bool, typer.Option(help="Also quality-only and content-only.")] = True,
+) -> None:
+    """Run the evaluation protocol and write a Markdown/JSON report with plots."""
+    from reiqa import datasets
+    from reiqa.datasets.csv_table import load_csv
+    from reiqa.evaluate import evaluate_table
+    from reiqa.features import FeatureTable
+
+    if (dataset is None) == (scores is None):
+        raise typer.BadParameter("give --dataset NAME --root DIR, or --scores CSV")
+    if dataset is not None and root is None:
+        raise typer.BadParameter("--dataset needs --root")
+    labels = datasets.load(dataset, root) if dataset else load_csv(scores)
+    report = evaluate_table(
+        FeatureTable.load(features_file), labels, out, n_splits=splits, seed=seed, ablations=ablations
+    )
+    typer.echo(report.read_text(encoding="utf-8"))
+
+
 @app.command("training-curve")
 def training_curve(
     run_dir: Annotated[Path, typer.Argument(help="A reiqa pretrain --out folder.")],

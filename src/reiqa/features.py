@@ -1,0 +1,352 @@
+"""Re-IQA features: each encoder on the full image and on a half-scale copy, pooled, concatenated.
+
+Layout of a feature vector (METHOD.md 4), in this order, each block the backbone's pooled
+dimension (2048 for ResNet-50, 512 for ResNet-18):
+
+    [quality(full), quality(half), content(full), content(half)]
+
+A missing encoder leaves its two blocks out. The quality encoder sees raw [0, 1] RGB, the
+content encoder ImageNet-normalised RGB. The half scale is (H // 2, W // 2) with antialiased
+bicubic, which is the computation of Pillow's BICUBIC resize the official demos use;
+``compat=True`` also rounds it to 8 bits, as the demos' PIL image is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from reiqa.errors import ImageLoadError, ReiqaError
+from reiqa.io import load_image
+from reiqa.models.backbones import InputNorm
+from reiqa.models.checkpoints import load_encoder
+
+
+class FeatureError(ReiqaError, ValueError):
+    """A feature file or cache is unusable."""
+
+
+def half_scale(images: Tensor, *, compat: bool = False) -> Tensor:
+    """(N, 3, H, W) -> (N, 3, H // 2, W // 2), antialiased bicubic, clipped to [0, 1]."""
+    h, w = images.shape[-2:]
+    half = F.interpolate(
+        images, size=(max(1, h // 2), max(1, w // 2)), mode="bicubic", antialias=True, align_corners=False
+    ).clamp_(0.0, 1.0)
+    return torch.round(half * 255.0) / 255.0 if compat else half
+
+
+def cap_size(image: Tensor, *, max_side: int | None = None, min_side: int | None = None) -> Tensor:
+    """Downscale (antialiased bicubic) so that the longer side is <= max_side and, if given, the
+    shorter side is <= min_side (the common SPAQ practice is min_side=512). Never upscales."""
+    h, w = image.shape[-2:]
+    scale = 1.0
+    if max_side is not None:
+        scale = min(scale, max_side / max(h, w))
+    if min_side is not None:
+        scale = min(scale, min_side / min(h, w))
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(image[None], size=size, mode="bicubic", antialias=True, align_corners=False)[
+        0
+    ].clamp(0, 1)
+
+
+class FeatureModel(nn.Module):
+    """The encoders of a Re-IQA model, used for inference only.
+
+    Args:
+        quality: quality-aware backbone ((N, 3, H, W) in [0, 1] -> (N, D)), or None.
+        content: content backbone, or None; its input is ImageNet-normalised here.
+        compat: the official demos' half scale (rounded to 8 bits).
+    """
+
+    def __init__(
+        self,
+        quality: nn.Module | None,
+        content: nn.Module | None,
+        *,
+        compat: bool = False,
+        names: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        if quality is None and content is None:
+            raise ValueError("a FeatureModel needs at least one encoder")
+        self.quality = quality
+        self.content = content
+        self.content_norm = InputNorm("imagenet")
+        self.compat = compat
+        self.names = names or {}
+        self.eval()
+
+    @classmethod
+    def from_files(
+        cls, quality: str | Path | None, content: str | Path | None, *, compat: bool = False
+    ) -> FeatureModel:
+        """From encoder files written by ``reiqa pretrain`` (encoder.json + encoder.safetensors)."""
+        q = load_encoder(Path(quality))[0] if quality else None
+        c = load_encoder(Path(content))[0] if content else None
+        return cls(q, c, compat=compat, names={"quality": str(quality or ""), "content": str(content or "")})
+
+    def blocks(self) -> list[tuple[str, int]]:
+        """[(block name, width)] in feature order."""
+        out = []
+        for name, enc in (("quality", self.quality), ("content", self.content)):
+            if enc is not None:
+                dim = _output_dim(enc)
+                out += [(f"{name}_full", dim), (f"{name}_half", dim)]
+        return out
+
+    @torch.inference_mode()
+    def forward(self, images: Tensor) -> Tensor:
+        """(N, 3, H, W) float in [0, 1] (one size) -> (N, D) float32 features."""
+        half = half_scale(images, compat=self.compat)
+        parts = []
+        if self.quality is not None:
+            parts += [self.quality(images), self.quality(half)]
+        if self.content is not None:
+            parts += [self.content(self.content_norm(images)), self.content(self.content_norm(half))]
+        return torch.cat([p.float().flatten(1) for p in parts], dim=1)
+
+    def model_id(self, *, max_side: int | None, min_side: int | None) -> str:
+        """A short hash of the weights and the extraction options, to key feature caches."""
+        h = hashlib.sha256()
+        for enc in (self.quality, self.content):
+            if enc is None:
+                h.update(b"none")
+                continue
+            for k, v in enc.state_dict().items():
+                h.update(k.encode())
+                h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        h.update(json.dumps({"compat": self.compat, "max_side": max_side, "min_side": min_side}).encode())
+        return h.hexdigest()[:16]
+
+
+def _output_dim(backbone: nn.Module) -> int:
+    """Pooled width of a torchvision ResNet without fc (it records its last width as inplanes)."""
+    width = getattr(backbone, "inplanes", None)
+    if not isinstance(width, int):
+        raise FeatureError(f"cannot tell the feature width of {type(backbone).__name__}")
+    return width
+
+
+# -- files -----------------------------------------------------------------------------------
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _Decode(Dataset):
+    def __init__(self, paths: Sequence[Path], max_side: int | None, min_side: int | None) -> None:
+        self.paths, self.max_side, self.min_side = list(paths), max_side, min_side
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, Tensor | None, str | None]:
+        try:
+            image = cap_size(load_image(self.paths[i]), max_side=self.max_side, min_side=self.min_side)
+            return i, image, None
+        except ImageLoadError as exc:
+            return i, None, str(exc)
+
+
+def _collate(items):
+    return items
+
+
+@dataclass
+class FeatureTable:
+    """Features of a list of files: row i of ``features`` belongs to ``paths[i]``."""
+
+    paths: list[Path]
+    features: np.ndarray  # (n, D) float32
+    blocks: list[tuple[str, int]]
+    model_id: str
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+
+    def columns(self, names: Sequence[str]) -> np.ndarray:
+        """The columns of the named blocks (e.g. ['quality_full', 'quality_half'])."""
+        starts, pos = {}, 0
+        for name, width in self.blocks:
+            starts[name] = (pos, pos + width)
+            pos += width
+        unknown = [n for n in names if n not in starts]
+        if unknown:
+            raise FeatureError(
+                f"no block(s) {unknown} in these features; blocks: {[b for b, _ in self.blocks]}"
+            )
+        return np.concatenate([self.features[:, slice(*starts[n])] for n in names], axis=1)
+
+    def select(self, names: Sequence[str]) -> FeatureTable:
+        """The same rows with only the named blocks."""
+        widths = dict(self.blocks)
+        return FeatureTable(
+            self.paths, self.columns(names), [(n, widths[n]) for n in names], self.model_id, self.failures
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """One safetensors file: the matrix, with the paths and layout as metadata."""
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "paths": json.dumps([str(p) for p in self.paths]),
+            "blocks": json.dumps(self.blocks),
+            "model_id": self.model_id,
+            "format": "reiqa-features-1",
+        }
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(
+            {"features": np.ascontiguousarray(self.features, dtype=np.float32)}, str(tmp), metadata=meta
+        )
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureTable:
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such feature file")
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                meta = f.metadata() or {}
+                features = f.get_tensor("features")
+        except Exception as exc:  # safetensors raises its own error types for non-safetensors files
+            raise FeatureError(f"{path}: not a reiqa feature file ({exc})") from exc
+        if meta.get("format") != "reiqa-features-1":
+            raise FeatureError(f"{path}: not a reiqa feature file (written by `reiqa features`)")
+        blocks = [tuple(b) for b in json.loads(meta["blocks"])]
+        return cls([Path(p) for p in json.loads(meta["paths"])], features, blocks, meta["model_id"])
+
+
+class FeatureCache:
+    """Features on disk keyed by (file content hash, model id): appendable, resumable.
+
+    A directory of chunk files, each written atomically after a batch; a crash loses at most the
+    batch in flight, and a re-run skips every image already done. Chunks of other models are
+    kept and ignored."""
+
+    def __init__(self, directory: str | Path, model_id: str) -> None:
+        self.dir = Path(directory)
+        self.model_id = model_id
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._rows: dict[str, np.ndarray] = {}
+        self._count = 0
+        from safetensors import safe_open
+
+        for chunk in sorted(self.dir.glob(f"{model_id}-*.safetensors")):
+            with safe_open(str(chunk), framework="numpy") as f:
+                hashes = json.loads((f.metadata() or {})["hashes"])
+                matrix = f.get_tensor("features")
+            self._rows.update(zip(hashes, matrix, strict=True))
+            self._count += 1
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self._rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def get(self, digest: str) -> np.ndarray:
+        return self._rows[digest]
+
+    def add(self, digests: list[str], features: np.ndarray) -> None:
+        from safetensors.numpy import save_file
+
+        if not digests:
+            return
+        self._count += 1
+        path = self.dir / f"{self.model_id}-{self._count:06d}-{digests[0][:8]}.safetensors"
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(
+            {"features": np.ascontiguousarray(features, dtype=np.float32)},
+            str(tmp),
+            metadata={"hashes": json.dumps(digests)},
+        )
+        tmp.replace(path)
+        self._rows.update(zip(digests, features, strict=True))
+
+
+def extract(
+    model: FeatureModel,
+    paths: Sequence[str | Path],
+    *,
+    batch_size: int = 8,
+    workers: int = 0,
+    device: str | torch.device = "cpu",
+    max_side: int | None = None,
+    min_side: int | None = None,
+    cache: str | Path | None = None,
+    progress: bool = False,
+    channels_last: bool = True,
+) -> FeatureTable:
+    """Features for image files. Images of the same size are batched; unreadable files are
+    skipped and listed in ``failures``; with ``cache``, images already done are not recomputed."""
+    device = torch.device(device)
+    paths = [Path(p) for p in paths]
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    mid = model.model_id(max_side=max_side, min_side=min_side)
+    store = FeatureCache(cache, mid) if cache is not None else None
+    digests = [file_hash(p) if store is not None and p.is_file() else "" for p in paths]
+    todo = [i for i, d in enumerate(digests) if store is None or d not in store]
+    rows: dict[int, np.ndarray] = {}
+    if store is not None:
+        rows.update({i: store.get(d) for i, d in enumerate(digests) if d and d in store})
+    failures: list[tuple[Path, str]] = []
+    loader = DataLoader(
+        _Decode([paths[i] for i in todo], max_side, min_side),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+    )
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="img", dynamic_ncols=True)
+    for items in loader:
+        good = [(todo[j], im) for j, im, err in items if im is not None]
+        failures += [(paths[todo[j]], err) for j, im, err in items if im is None]
+        by_shape: dict[tuple[int, ...], list[tuple[int, Tensor]]] = {}
+        for i, im in good:
+            by_shape.setdefault(tuple(im.shape), []).append((i, im))
+        done_idx, done_feat = [], []
+        for group in by_shape.values():
+            x = torch.stack([im for _, im in group]).to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            feats = model(x).cpu().numpy()
+            for (i, _), f in zip(group, feats, strict=True):
+                rows[i] = f
+                done_idx.append(i)
+                done_feat.append(f)
+        if store is not None and done_idx:
+            store.add([digests[i] for i in done_idx], np.stack(done_feat))
+        if bar is not None:
+            bar.update(len(items))
+    if bar is not None:
+        bar.close()
+    kept = sorted(rows)
+    width = sum(w for _, w in model.blocks())
+    matrix = np.stack([rows[i] for i in kept]) if kept else np.zeros((0, width), np.float32)
+    return FeatureTable([paths[i] for i in kept], matrix, model.blocks(), mid, failures)

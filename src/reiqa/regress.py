@@ -1,0 +1,189 @@
+"""The regressor from features to quality: standardisation + ridge (or elastic net).
+
+The regularisation strength is chosen on a validation set, or by k-fold cross-validation on the
+training set when none is given, maximising SRCC (ARNIQA's protocol; the paper tunes per
+database). Saved without pickle: ``regressor.json`` (hyper-parameters, score direction and
+range) + ``regressor.safetensors`` (scaler and coefficients).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+from sklearn.linear_model import ElasticNet, Ridge
+from sklearn.model_selection import KFold
+
+from reiqa.errors import ReiqaError
+
+DEFAULT_ALPHAS = tuple(float(a) for a in np.geomspace(1e-3, 1e3, 31))
+DEFAULT_L1_RATIOS = (0.1, 0.5, 0.9)
+
+
+class RegressorError(ReiqaError, ValueError):
+    """Bad training data for the regressor, or an unreadable regressor file."""
+
+
+def srcc(a: np.ndarray, b: np.ndarray) -> float:
+    value = stats.spearmanr(a, b).statistic
+    return float(value) if np.isfinite(value) else 0.0
+
+
+@dataclass
+class QualityRegressor:
+    """Standardise features, then a linear model; sklearn-style ``fit`` / ``predict``.
+
+    Args:
+        method: 'ridge' or 'elasticnet'.
+        alphas: candidate regularisation strengths.
+        l1_ratios: candidate L1 ratios (elastic net only).
+        folds: k for cross-validation when ``fit`` gets no validation set.
+        seed: for the fold assignment.
+    """
+
+    method: str = "ridge"
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    l1_ratios: tuple[float, ...] = DEFAULT_L1_RATIOS
+    folds: int = 5
+    seed: int = 0
+    # fitted
+    alpha_: float | None = None
+    l1_ratio_: float | None = None
+    mean_: np.ndarray | None = None
+    scale_: np.ndarray | None = None
+    coef_: np.ndarray | None = None
+    intercept_: float | None = None
+    selection_: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in ("ridge", "elasticnet"):
+            raise RegressorError(f"method must be 'ridge' or 'elasticnet', got {self.method!r}")
+        if not self.alphas or min(self.alphas) <= 0:
+            raise RegressorError("alphas must be a non-empty list of positive numbers")
+
+    def _scores(self, z: np.ndarray, y: np.ndarray, z_eval: np.ndarray, y_eval: np.ndarray) -> np.ndarray:
+        """SRCC on the evaluation rows for every (alpha, l1_ratio) of the grid. Ridge uses one SVD
+        of the training rows for all alphas (z has zero-mean columns, so the intercept is mean(y))."""
+        grid = self._grid()
+        if self.method == "ridge":
+            u, sv, vt = np.linalg.svd(z, full_matrices=False)
+            projected = z_eval @ vt.T  # (n_eval, r)
+            b = u.T @ (y - y.mean())
+            alphas = np.array([a for a, _ in grid])
+            weights = sv[None, :] / (sv[None, :] ** 2 + alphas[:, None]) * b[None, :]  # (A, r)
+            preds = weights @ projected.T + y.mean()  # (A, n_eval)
+            return np.array([srcc(p, y_eval) for p in preds])
+        return np.array([srcc(self._model(a, r).fit(z, y).predict(z_eval), y_eval) for a, r in grid])
+
+    def _model(self, alpha: float, l1_ratio: float | None):
+        if self.method == "ridge":
+            return Ridge(alpha=alpha)
+        return ElasticNet(alpha=alpha, l1_ratio=l1_ratio, max_iter=5000)
+
+    def _grid(self) -> list[tuple[float, float | None]]:
+        ratios = self.l1_ratios if self.method == "elasticnet" else (None,)
+        return [(a, r) for a in self.alphas for r in ratios]
+
+    @staticmethod
+    def _check(x: np.ndarray, y: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64).ravel()
+        if x.ndim != 2 or len(x) != len(y):
+            raise RegressorError(
+                f"{what}: features must be (n, D) with one score per row, got {x.shape}, {y.shape}"
+            )
+        if len(y) < 3:
+            raise RegressorError(f"{what}: {len(y)} samples are too few to fit a regressor (need >= 3)")
+        if not np.isfinite(x).all() or not np.isfinite(y).all():
+            raise RegressorError(f"{what}: features or scores contain NaN or infinity")
+        return x, y
+
+    def fit(
+        self, x: np.ndarray, y: np.ndarray, x_val: np.ndarray | None = None, y_val: np.ndarray | None = None
+    ) -> QualityRegressor:
+        x, y = self._check(x, y, "training set")
+        mean, scale = x.mean(0), x.std(0)
+        scale[scale == 0] = 1.0
+        z = (x - mean) / scale
+        grid = self._grid()
+        if x_val is not None and y_val is not None:
+            xv, yv = self._check(x_val, y_val, "validation set")
+            scores = self._scores(z, y, (xv - mean) / scale, yv)
+            how = "validation set"
+        else:
+            folds = min(self.folds, len(y))
+            if folds < 2:
+                raise RegressorError("need a validation set or at least 2 samples for cross-validation")
+            splits = KFold(folds, shuffle=True, random_state=self.seed).split(z)
+            scores = np.mean([self._scores(z[tr], y[tr], z[te], y[te]) for tr, te in splits], axis=0)
+            how = f"{folds}-fold cross-validation"
+        best = int(np.argmax(scores))
+        self.alpha_, self.l1_ratio_ = grid[best]
+        final = self._model(self.alpha_, self.l1_ratio_).fit(z, y)
+        self.mean_, self.scale_ = mean, scale
+        self.coef_, self.intercept_ = np.asarray(final.coef_, dtype=np.float64), float(final.intercept_)
+        self.selection_ = {
+            "by": how,
+            "srcc": float(scores[best]),
+            "alpha": self.alpha_,
+            "l1_ratio": self.l1_ratio_,
+        }
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if self.coef_ is None:
+            raise RegressorError("the regressor is not fitted; call fit() or load one")
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self.coef_):
+            raise RegressorError(
+                f"features have {x.shape[-1]} columns, the regressor expects {len(self.coef_)}"
+            )
+        return ((x - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
+
+    # -- storage (no pickle) ---------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> Path:
+        from safetensors.numpy import save_file
+
+        if self.coef_ is None:
+            raise RegressorError("nothing to save: the regressor is not fitted")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / ".regressor.safetensors.tmp"
+        save_file({"mean": self.mean_, "scale": self.scale_, "coef": self.coef_}, str(tmp))
+        tmp.replace(directory / "regressor.safetensors")
+        meta = {
+            "format": "reiqa-regressor-1",
+            "method": self.method,
+            "alpha": self.alpha_,
+            "l1_ratio": self.l1_ratio_,
+            "intercept": self.intercept_,
+            "selection": self.selection_,
+            "info": self.info,
+        }
+        tmp = directory / ".regressor.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        tmp.replace(directory / "regressor.json")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> QualityRegressor:
+        from safetensors.numpy import load_file
+
+        directory = Path(directory)
+        meta_path, weights_path = directory / "regressor.json", directory / "regressor.safetensors"
+        if not meta_path.is_file() or not weights_path.is_file():
+            raise FileNotFoundError(f"{directory}: needs regressor.json and regressor.safetensors")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("format") != "reiqa-regressor-1":
+            raise RegressorError(f"{meta_path}: not a reiqa regressor")
+        arrays = load_file(str(weights_path))
+        reg = cls(method=meta["method"])
+        reg.alpha_, reg.l1_ratio_, reg.intercept_ = meta["alpha"], meta["l1_ratio"], meta["intercept"]
+        reg.mean_, reg.scale_, reg.coef_ = arrays["mean"], arrays["scale"], arrays["coef"]
+        reg.selection_, reg.info = meta.get("selection", {}), meta.get("info", {})
+        return reg

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from reiqa.features import FeatureModel, FeatureTable, cap_size, extract, half_scale
+from reiqa.io import save_image
+from reiqa.models.backbones import build_backbone
+from tests.conftest import textured_images
+
+
+@pytest.fixture(scope="module")
+def model() -> FeatureModel:
+    torch.manual_seed(0)
+    return FeatureModel(build_backbone("resnet18"), build_backbone("resnet18"))
+
+
+def test_layout_is_quality_full_half_then_content_full_half(model) -> None:
+    x = textured_images(2, 64, 80)
+    f = model(x)
+    assert f.shape == (2, 4 * 512)
+    assert [b for b, _ in model.blocks()] == ["quality_full", "quality_half", "content_full", "content_half"]
+    with torch.inference_mode():
+        torch.testing.assert_close(f[:, :512], model.quality(x))
+        torch.testing.assert_close(f[:, 512:1024], model.quality(half_scale(x)))
+        torch.testing.assert_close(f[:, 1024:1536], model.content(model.content_norm(x)))
+
+
+def test_half_scale_is_pillows_bicubic_resize() -> None:
+    x = torch.round(textured_images(1, 61, 90) * 255) / 255
+    pil = Image.fromarray((x[0].permute(1, 2, 0) * 255).round().byte().numpy()).resize(
+        (45, 30), Image.BICUBIC
+    )
+    ours = half_scale(x, compat=True)[0].permute(1, 2, 0).mul(255).round().numpy()
+    assert np.abs(ours - np.asarray(pil, dtype=np.float64)).max() <= 1.0
+
+
+def test_cap_size_never_upscales() -> None:
+    x = torch.rand(3, 400, 600)
+    assert cap_size(x, max_side=300).shape == (3, 200, 300)
+    assert cap_size(x, min_side=200).shape == (3, 200, 300)
+    assert cap_size(x, max_side=1000).shape == (3, 400, 600)
+
+
+@pytest.fixture
+def files(tmp_path):
+    images = textured_images(3, 48, 64, seed=1)
+    paths = [save_image(images[i], tmp_path / f"{i}.png") for i in range(3)]
+    paths.insert(1, save_image(textured_images(1, 40, 40, seed=2)[0], tmp_path / "other size.png"))
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("no")
+    return [*paths, bad]
+
+
+def test_extract_batches_by_size_skips_bad_files_and_matches_single_images(model, files) -> None:
+    table = extract(model, files, batch_size=4)
+    assert [p.name for p in table.paths] == ["0.png", "other size.png", "1.png", "2.png"]
+    assert len(table.failures) == 1 and table.failures[0][0].name == "bad.jpg"
+    single = extract(model, [files[2]], batch_size=1)
+    np.testing.assert_allclose(table.features[2], single.features[0], atol=1e-4)
+
+
+def test_cache_skips_done_images_and_survives_a_partial_run(model, files, tmp_path) -> None:
+    cache = tmp_path / "cache"
+    extract(model, files[:2], cache=cache)  # a run that stopped after two images
+    calls = []
+    original = model.forward
+
+    def counting(x):
+        calls.append(len(x))
+        return original(x)
+
+    model.forward = counting
+    try:
+        table = extract(model, files, cache=cache, batch_size=8)
+        assert sum(calls) == 2  # only 1.png and 2.png were computed
+        calls.clear()
+        again = extract(model, files, cache=cache)
+        assert sum(calls) == 0
+    finally:
+        del model.forward
+    np.testing.assert_array_equal(table.features, again.features)
+
+
+def test_feature_file_round_trip_and_blocks(model, files, tmp_path) -> None:
+    table = extract(model, files[:2])
+    path = table.save(tmp_path / "f.safetensors")
+    loaded = FeatureTable.load(path)
+    assert loaded.paths == table.paths and loaded.blocks == table.blocks
+    np.testing.assert_array_equal(loaded.features, table.features)
+    assert loaded.select(["quality_half"]).features.shape == (2, 512)
+    np.testing.assert_array_equal(loaded.columns(["quality_half"]), table.features[:, 512:1024])
+    with pytest.raises(ValueError, match="no block"):
+        loaded.columns(["texture"])
+    (tmp_path / "x.safetensors").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="not a reiqa feature file"):
+        FeatureTable.load(tmp_path / "x.safetensors")
