@@ -9,4 +9,11 @@ from reiqa.errors import ImageLoadError, ReiqaError, UnknownNameError
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["ImageLoadError", "ReiqaError", "UnknownNameError", "__version__"]
+__all__ = ["ImageLoadError", "ReiqaError", "UnknownNameError", "__version__", "load"]
+
+
+def load(path=None):
+    """A Re-IQA model: the embedded default (no argument) or a model folder. See reiqa.model."""
+    from reiqa.model import load as _load
+
+    return _load(path)

@@ -227,6 +227,54 @@ def evaluate(
     typer.echo(report.read_text(encoding="utf-8"))
 
 
+@app.command()
+def score(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders, glob patterns or a CSV list.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="scores.csv, .json or .jsonl.")
+    ] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Search folders recursively.")] = False,
+    model: Annotated[str, typer.Option(help="'default' or a model folder.")] = "default",
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    workers: Annotated[int, typer.Option(min=0, help="Decoding processes.")] = 0,
+) -> None:
+    """Score images with a Re-IQA model; bad files are reported and skipped (exit status 3)."""
+    from reiqa.jobs import expand_inputs, score_to_file
+    from reiqa.model import load
+    from reiqa.train.loop import pick_device
+
+    empty: list[str] = []
+    paths = expand_inputs(inputs, recursive=recursive, empty=empty)
+    for item in empty:
+        typer.echo(f"skipped: {item}: no image files found there", err=True)
+    net = load(None if model == "default" else model).to(pick_device(device))
+    summary = score_to_file(
+        net,
+        paths,
+        output,
+        batch_size=batch_size,
+        workers=workers,
+        progress=output is not None and len(paths) > 20,
+    )
+    for r in summary.records:
+        if r.error:
+            typer.echo(f"skipped: {r.error}", err=True)
+    if output is None:
+        width = max((len(r.path) for r in summary.records), default=4)
+        for r in summary.records:
+            typer.echo(f"{r.path:<{width}}  {'-' if r.score is None else f'{r.score:.3f}'}")
+    direction = "higher is better" if net.higher_is_better else "lower is better"
+    typer.echo(
+        f"{summary.scored} scored, {summary.failed} failed, {summary.skipped} already in {output}"
+        if output
+        else f"{summary.scored} scored, {summary.failed} failed ({net.name}; {direction})",
+        err=True,
+    )
+    if summary.failed or empty:
+        raise typer.Exit(3)
+
+
 @app.command("training-curve")
 def training_curve(
     run_dir: Annotated[Path, typer.Argument(help="A reiqa pretrain --out folder.")],

@@ -1,0 +1,160 @@
+"""Batch scoring jobs: many files in, a CSV / JSON Lines / JSON file out, resumable.
+
+Rows are appended after every batch (flushed and fsynced), so a crash loses at most the batch in
+flight; running the same command again scores only the files that are not in the output yet.
+Unreadable files get a row with an empty score and the error, and the job goes on."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reiqa.io import find_images
+from reiqa.model import ReIQA, ScoreRecord
+
+FIELDS = ("path", "score", "error")
+
+
+@dataclass
+class JobSummary:
+    total: int  # files named by the inputs
+    scored: int  # scored in this run
+    failed: int  # unreadable in this run
+    skipped: int  # already in the output from an earlier run
+    records: list[ScoreRecord]
+
+
+def expand_inputs(
+    inputs: Sequence[str | Path], *, recursive: bool = False, empty: list[str] | None = None
+) -> list[Path]:
+    """Files, folders, glob patterns, and CSV lists (a column named path/image/file, relative to
+    the CSV's folder), in order, without duplicates. Inputs that yield no file are appended to
+    ``empty`` when given (a folder without images, a directory named like an image)."""
+    from reiqa.train.data import _read_csv_list
+
+    out: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.suffix.lower() == ".csv" and path.is_file():
+            found = _read_csv_list(path)
+        else:
+            found = find_images([item], recursive=recursive)
+        if not found and empty is not None:
+            empty.append(str(item))
+        out.extend(found)
+    seen: set[Path] = set()
+    return [p for p in out if not (p in seen or seen.add(p))]
+
+
+def _format(output: Path) -> str:
+    suffix = output.suffix.lower()
+    if suffix not in (".csv", ".json", ".jsonl"):
+        raise ValueError(f"{output}: the output must end in .csv, .json or .jsonl")
+    return suffix[1:]
+
+
+def _partial(output: Path) -> Path:
+    return output.with_name(f".{output.name}.partial.jsonl")
+
+
+def read_done(output: Path) -> dict[str, ScoreRecord]:
+    """Records already in an output file (and its partial log, for .json)."""
+    done: dict[str, ScoreRecord] = {}
+    if output.is_file() and output.stat().st_size:
+        kind = _format(output)
+        if kind == "csv":
+            with open(output, newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        elif kind == "jsonl":
+            rows = [
+                json.loads(line) for line in output.read_text(encoding="utf-8").splitlines() if line.strip()
+            ]
+        else:
+            rows = json.loads(output.read_text(encoding="utf-8"))
+        for row in rows:
+            score = row.get("score")
+            done[row["path"]] = ScoreRecord(
+                row["path"], float(score) if score not in (None, "") else None, row.get("error") or None
+            )
+    partial = _partial(output)
+    if partial.is_file():
+        for line in partial.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                done[row["path"]] = ScoreRecord(row["path"], row["score"], row["error"])
+    return done
+
+
+class _Writer:
+    def __init__(self, output: Path) -> None:
+        self.output = output
+        self.kind = _format(output)
+        target = _partial(output) if self.kind == "json" else output
+        output.parent.mkdir(parents=True, exist_ok=True)
+        new = not target.is_file() or target.stat().st_size == 0
+        self.file = open(target, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.csv = csv.DictWriter(self.file, fieldnames=FIELDS) if self.kind == "csv" else None
+        if self.csv is not None and new:
+            self.csv.writeheader()
+
+    def write(self, records: Iterable[ScoreRecord]) -> None:
+        for r in records:
+            row = {"path": r.path, "score": r.score, "error": r.error}
+            if self.csv is not None:
+                self.csv.writerow(
+                    {**row, "score": "" if r.score is None else repr(r.score), "error": r.error or ""}
+                )
+            else:
+                self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self, all_records: list[ScoreRecord]) -> None:
+        self.file.close()
+        if self.kind == "json":
+            tmp = self.output.with_name(f".{self.output.name}.tmp")
+            rows = [{"path": r.path, "score": r.score, "error": r.error} for r in all_records]
+            tmp.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+            os.replace(tmp, self.output)
+            _partial(self.output).unlink(missing_ok=True)
+
+
+def score_to_file(
+    model: ReIQA,
+    paths: Sequence[Path],
+    output: Path | None,
+    *,
+    batch_size: int = 8,
+    workers: int = 0,
+    progress: bool = False,
+) -> JobSummary:
+    """Score ``paths``; with ``output``, append to it and skip what it already holds."""
+    done = read_done(output) if output is not None else {}
+    todo = [p for p in paths if str(p) not in done]
+    writer = _Writer(output) if output is not None else None
+    new: list[ScoreRecord] = []
+    batch: list[ScoreRecord] = []
+    try:
+        for record in model.score_files(todo, batch_size=batch_size, workers=workers, progress=progress):
+            new.append(record)
+            batch.append(record)
+            if writer is not None and len(batch) >= batch_size:
+                writer.write(batch)
+                batch = []
+        if writer is not None and batch:
+            writer.write(batch)
+    finally:
+        if writer is not None:
+            merged = {**done, **{r.path: r for r in new}}
+            writer.close([merged[str(p)] for p in paths if str(p) in merged])
+    return JobSummary(
+        total=len(paths),
+        scored=sum(r.score is not None for r in new),
+        failed=sum(r.score is None for r in new),
+        skipped=len(paths) - len(todo),
+        records=new,
+    )

@@ -1,0 +1,251 @@
+"""A Re-IQA model bundle: encoders + regressor -> a quality score per image.
+
+A bundle is a folder::
+
+    model.json              format, name, encoders, score range and direction, feature options
+    quality.safetensors     quality encoder backbone (float16 or float32)
+    content.safetensors     content encoder backbone (optional)
+    regressor.json / regressor.safetensors
+
+``reiqa.load()`` returns the embedded default model (when the package ships one),
+``reiqa.load(path)`` a user's bundle. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from reiqa.errors import ImageLoadError, ReiqaError
+from reiqa.features import FeatureModel, cap_size
+from reiqa.io import load_image
+from reiqa.models.backbones import build_backbone
+from reiqa.models.checkpoints import load_state_strict
+from reiqa.regress import QualityRegressor
+
+FORMAT = "reiqa-model-1"
+
+
+class ModelError(ReiqaError, ValueError):
+    """A model bundle is missing files or does not fit together."""
+
+
+@dataclass
+class ScoreRecord:
+    path: str
+    score: float | None
+    error: str | None = None
+
+
+def _load_backbone(path: Path, arch: str) -> torch.nn.Module:
+    if not path.is_file():
+        raise ModelError(f"{path}: missing encoder weights")
+    backbone = build_backbone(arch)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    load_state_strict(backbone, state, path)
+    return backbone
+
+
+class ReIQA:
+    """Scores images. ``score`` takes a path, a list of paths, or a tensor ((3, H, W) or
+    (N, 3, H, W) float in [0, 1]) and returns a float or an array; ``score_files`` yields one
+    record per file, with the error of files that cannot be read (batch jobs go on)."""
+
+    def __init__(self, features: FeatureModel, regressor: QualityRegressor, meta: dict[str, Any]) -> None:
+        self.features = features
+        self.regressor = regressor
+        self.meta = meta
+        self.device = torch.device("cpu")
+
+    # -- properties from the card -------------------------------------------------------------
+
+    @property
+    def higher_is_better(self) -> bool:
+        return bool(self.meta.get("score", {}).get("higher_is_better", True))
+
+    @property
+    def score_range(self) -> tuple[float, float] | None:
+        r = self.meta.get("score", {}).get("range")
+        return (float(r[0]), float(r[1])) if r else None
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name", "reiqa model"))
+
+    def to(self, device: str | torch.device) -> ReIQA:
+        self.device = torch.device(device)
+        self.features = self.features.to(self.device)
+        return self
+
+    # -- scoring --------------------------------------------------------------------------------
+
+    def _prepare(self, image: Tensor) -> Tensor:
+        opts = self.meta.get("features", {})
+        return cap_size(image, max_side=opts.get("max_side"), min_side=opts.get("min_side"))
+
+    @torch.inference_mode()
+    def score_tensor(self, images: Tensor) -> np.ndarray:
+        """(N, 3, H, W) float in [0, 1], one size -> (N,) float64 scores."""
+        if images.ndim == 3:
+            images = images.unsqueeze(0)
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (3, H, W) or (N, 3, H, W), got {tuple(images.shape)}")
+        prepared = torch.stack([self._prepare(im) for im in images.float()]) if images.shape[0] else images
+        feats = self.features(prepared.to(self.device)).cpu().numpy()
+        return self.regressor.predict(feats)
+
+    def score(
+        self, inputs: str | Path | Sequence[str | Path] | Tensor, *, batch_size: int = 8
+    ) -> float | np.ndarray:
+        """A path gives a float (ImageLoadError if unreadable); a list of paths an array with NaN
+        for unreadable files; a tensor an array (a float for (3, H, W))."""
+        if isinstance(inputs, Tensor):
+            out = self.score_tensor(inputs)
+            return float(out[0]) if inputs.ndim == 3 else out
+        if isinstance(inputs, str | Path):
+            return float(self.score_tensor(self._prepare(load_image(inputs)).unsqueeze(0))[0])
+        records = list(self.score_files(inputs, batch_size=batch_size))
+        return np.array([math.nan if r.score is None else r.score for r in records])
+
+    def score_files(
+        self, paths: Sequence[str | Path], *, batch_size: int = 8, workers: int = 0, progress: bool = False
+    ) -> Iterator[ScoreRecord]:
+        """One ScoreRecord per path, in order, batches of same-size images run together."""
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(
+            _Decode(list(paths), self._prepare),
+            batch_size=batch_size,
+            num_workers=workers,
+            collate_fn=lambda items: items,
+        )
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(paths), unit="img", dynamic_ncols=True)
+        for items in loader:
+            scores: dict[int, float] = {}
+            by_shape: dict[tuple[int, ...], list[tuple[int, Tensor]]] = {}
+            for i, image, _ in items:
+                if image is not None:
+                    by_shape.setdefault(tuple(image.shape), []).append((i, image))
+            for group in by_shape.values():
+                values = self.score_tensor(torch.stack([im for _, im in group]))
+                scores.update({i: float(v) for (i, _), v in zip(group, values, strict=True)})
+            for i, _, error in items:
+                yield ScoreRecord(str(paths[i]), scores.get(i), error)
+            if bar is not None:
+                bar.update(len(items))
+        if bar is not None:
+            bar.close()
+
+    # -- storage --------------------------------------------------------------------------------
+
+    def save(self, directory: str | Path, *, half: bool = True) -> Path:
+        """Write the bundle; ``half`` stores the encoder weights as float16."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = dict(self.meta)
+        meta["format"] = FORMAT
+        for kind in ("quality", "content"):
+            backbone = getattr(self.features, kind)
+            if backbone is None:
+                meta[kind] = None
+                continue
+            if not isinstance(meta.get(kind), dict) or "arch" not in meta[kind]:
+                raise ModelError(f"the model card lacks the {kind} encoder's architecture")
+            state = {
+                k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu()
+                for k, v in backbone.state_dict().items()
+            }
+            save_file(state, str(directory / f"{kind}.safetensors"))
+            meta[kind] = {**meta[kind], "file": f"{kind}.safetensors"}
+        self.regressor.save(directory)
+        (directory / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        return directory
+
+
+class _Decode(torch.utils.data.Dataset):
+    def __init__(self, paths: list, prepare) -> None:
+        self.paths, self.prepare = paths, prepare
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            return i, self.prepare(load_image(self.paths[i])), None
+        except ImageLoadError as exc:
+            return i, None, str(exc)
+
+
+def bundle(
+    quality: torch.nn.Module | None,
+    content: torch.nn.Module | None,
+    regressor: QualityRegressor,
+    *,
+    quality_arch: str | None,
+    content_arch: str | None,
+    **meta: Any,
+) -> ReIQA:
+    """Assemble a model from backbones and a fitted regressor (see ``save``)."""
+    info = {
+        "quality": {"arch": quality_arch} if quality is not None else None,
+        "content": {"arch": content_arch} if content is not None else None,
+        **meta,
+    }
+    return ReIQA(
+        FeatureModel(quality, content, compat=meta.get("features", {}).get("compat", False)), regressor, info
+    )
+
+
+def load(path: str | Path | None = None) -> ReIQA:
+    """The embedded default model (no argument or 'default'), or a bundle folder."""
+    if path is None or str(path) == "default":
+        root = resources.files("reiqa") / "weights" / "default"
+        if not root.joinpath("model.json").is_file():
+            raise ModelError(
+                "this build of reiqa ships no embedded default model yet; "
+                "pass a bundle folder: reiqa.load('path/to/model')"
+            )
+        with resources.as_file(root) as folder:
+            return _load_dir(Path(folder))
+    return _load_dir(Path(path))
+
+
+def _load_dir(directory: Path) -> ReIQA:
+    meta_path = directory / "model.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{directory}: not a reiqa model (no model.json)")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta.get("format") != FORMAT:
+        raise ModelError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    encoders = {}
+    for kind in ("quality", "content"):
+        entry = meta.get(kind)
+        encoders[kind] = _load_backbone(directory / entry["file"], entry["arch"]) if entry else None
+    regressor = QualityRegressor.load(directory)
+    model = ReIQA(
+        FeatureModel(
+            encoders["quality"], encoders["content"], compat=meta.get("features", {}).get("compat", False)
+        ),
+        regressor,
+        meta,
+    )
+    width = sum(w for _, w in model.features.blocks())
+    if regressor.coef_ is not None and len(regressor.coef_) != width:
+        raise ModelError(
+            f"{directory}: the regressor expects {len(regressor.coef_)} features, the encoders give {width}"
+        )
+    return model

@@ -1,0 +1,180 @@
+"""Scoring: the API, the CLI, a folder of awkward and broken files, resumable outputs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import reiqa
+from reiqa.cli import app
+from reiqa.model import ModelError, bundle
+from reiqa.models.backbones import build_backbone
+from reiqa.regress import QualityRegressor
+from tests.conftest import textured_images
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    regressor = QualityRegressor(alphas=(1.0,)).fit(rng.normal(size=(12, 1024)), rng.uniform(0, 100, 12))
+    model = bundle(
+        build_backbone("resnet18"),
+        None,
+        regressor,
+        quality_arch="resnet18",
+        content_arch=None,
+        name="test model",
+        score={"range": [0, 100], "higher_is_better": True},
+    )
+    return model.save(tmp_path_factory.mktemp("model") / "bundle")
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _rgb(h, w, seed=0):
+    return (textured_images(1, h, w, seed=seed)[0].permute(1, 2, 0) * 255).round().byte().numpy()
+
+
+@pytest.fixture(scope="module")
+def awkward_folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("awkward")
+    (d / "empty.jpg").write_bytes(b"")
+    buf = io.BytesIO()
+    Image.fromarray(_rgb(64, 64)).save(buf, "JPEG")
+    (d / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (d / "text.jpg").write_text("this is not a picture")
+    Image.fromarray((np.arange(48 * 48).reshape(48, 48) * 20).astype(np.uint16)).save(d / "gray16.png")
+    Image.fromarray(_rgb(40, 56)).convert("CMYK").save(d / "cmyk.jpg")
+    Image.fromarray(_rgb(40, 56)).convert("L").save(d / "gray.jpg")
+    rgba = Image.fromarray(_rgb(40, 40)).convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(d / "alpha.png")
+    Image.fromarray(_rgb(40, 40)).convert("P").save(d / "palette.png")
+    frames = [Image.fromarray(_rgb(32, 32, seed=s)) for s in range(3)]
+    frames[0].save(d / "animated.gif", save_all=True, append_images=frames[1:])
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(_rgb(32, 48)).save(d / "rotated.jpg", exif=exif)
+    Image.fromarray(_rgb(1, 1)).save(d / "one.png")
+    Image.fromarray(_rgb(900, 1200)).save(d / "large.jpg")
+    Image.new("1", (20000, 14000)).save(d / "too many pixels.png")  # 280 Mpx > the 2^28 default limit
+    Image.fromarray(_rgb(33, 47)).save(d / "name with spaces ünïcødé.png")
+    (d / "folder.jpg").mkdir()
+    return d
+
+
+GOOD = {
+    "gray16.png",
+    "cmyk.jpg",
+    "gray.jpg",
+    "alpha.png",
+    "palette.png",
+    "animated.gif",
+    "rotated.jpg",
+    "one.png",
+    "large.jpg",
+    "name with spaces ünïcødé.png",
+}
+BAD = {"empty.jpg", "truncated.jpg", "text.jpg", "too many pixels.png"}
+
+
+def test_a_folder_of_awkward_files_is_scored_and_the_bad_ones_reported(
+    model_dir, awkward_folder, tmp_path
+) -> None:
+    out = tmp_path / "scores.csv"
+    result = runner.invoke(
+        app, ["score", str(awkward_folder), "--model", str(model_dir), "-o", str(out), "--device", "cpu"]
+    )
+    assert result.exit_code == 3, result.output  # some files failed
+    rows = {r["path"].rsplit("/", 1)[-1]: r for r in _rows(out)}
+    assert set(rows) == GOOD | BAD  # the directory named folder.jpg is not a file, not listed
+    for name in GOOD:
+        assert rows[name]["score"] and not rows[name]["error"], name
+    causes = {
+        "empty.jpg": "empty",
+        "truncated.jpg": "truncated",
+        "text.jpg": "not an image",
+        "too many pixels.png": "pixels",
+    }
+    for name, cause in causes.items():
+        assert rows[name]["score"] == "" and cause in rows[name]["error"] and name in rows[name]["error"]
+    # a second run scores nothing new
+    again = runner.invoke(app, ["score", str(awkward_folder), "--model", str(model_dir), "-o", str(out)])
+    assert "0 scored, 0 failed, 14 already" in again.output
+    assert len(_rows(out)) == 14
+
+
+def test_an_explicit_directory_named_like_an_image_is_reported(model_dir, awkward_folder) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            str(awkward_folder / "folder.jpg"),
+            str(awkward_folder / "gray.jpg"),
+            "--model",
+            str(model_dir),
+        ],
+    )
+    assert result.exit_code == 3 and "folder.jpg: no image files found" in result.output
+
+
+def test_resume_after_a_crash_scores_only_what_is_missing(model_dir, awkward_folder, tmp_path) -> None:
+    out = tmp_path / "scores.jsonl"
+    good = sorted(p for p in awkward_folder.iterdir() if p.name in GOOD)
+    assert (
+        runner.invoke(
+            app, ["score", *map(str, good[:4]), "--model", str(model_dir), "-o", str(out)]
+        ).exit_code
+        == 0
+    )
+    first = out.read_text().splitlines()
+    result = runner.invoke(app, ["score", *map(str, good), "--model", str(model_dir), "-o", str(out)])
+    assert result.exit_code == 0 and "6 scored, 0 failed, 4 already" in result.output
+    lines = out.read_text().splitlines()
+    assert lines[:4] == first and len(lines) == 10
+
+
+def test_json_output_and_api_agree_with_the_cli(model_dir, awkward_folder, tmp_path) -> None:
+    out = tmp_path / "scores.json"
+    files = [awkward_folder / "gray.jpg", awkward_folder / "alpha.png"]
+    assert (
+        runner.invoke(app, ["score", *map(str, files), "--model", str(model_dir), "-o", str(out)]).exit_code
+        == 0
+    )
+    rows = json.loads(out.read_text())
+    model = reiqa.load(model_dir)
+    assert [r["score"] for r in rows] == pytest.approx([model.score(f) for f in files], abs=1e-9)
+    many = model.score([*files, awkward_folder / "text.jpg"])
+    assert np.isnan(many[2]) and many[:2] == pytest.approx([r["score"] for r in rows])
+    assert model.score(files[0]) == model.score(files[0])  # deterministic
+    x = textured_images(2, 40, 40)
+    batch = model.score(x)
+    assert batch.shape == (2,) and model.score(x[0]) == pytest.approx(batch[0], abs=1e-6)
+    with pytest.raises(reiqa.ImageLoadError, match=r"text\.jpg"):
+        model.score(awkward_folder / "text.jpg")
+
+
+def test_a_few_images_print_a_table_and_bad_bundles_are_refused(model_dir, awkward_folder, tmp_path) -> None:
+    result = runner.invoke(app, ["score", str(awkward_folder / "gray.jpg"), "--model", str(model_dir)])
+    assert result.exit_code == 0 and "gray.jpg" in result.output
+    with pytest.raises(FileNotFoundError, match=r"model\.json"):
+        reiqa.load(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ModelError, match="format"):
+        reiqa.load(broken)
