@@ -178,3 +178,70 @@ def test_a_few_images_print_a_table_and_bad_bundles_are_refused(model_dir, awkwa
     (broken / "model.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(ModelError, match="format"):
         reiqa.load(broken)
+
+
+def test_bundle_from_encoder_files_and_a_fitted_regressor(tmp_path, awkward_folder) -> None:
+    from reiqa.models.checkpoints import save_encoder
+
+    torch.manual_seed(1)
+    save_encoder(
+        tmp_path / "quality" / "encoder", build_backbone("resnet18"), arch="resnet18", input_norm="none"
+    )
+    images = sorted(p for p in awkward_folder.iterdir() if p.name in GOOD)[:6]
+    feats = tmp_path / "f.safetensors"
+    assert (
+        runner.invoke(
+            app,
+            [
+                "features",
+                *map(str, images),
+                "--quality",
+                str(tmp_path / "quality" / "encoder.json"),
+                "--out",
+                str(feats),
+                "--device",
+                "cpu",
+            ],
+        ).exit_code
+        == 0
+    )
+    scores = tmp_path / "scores.csv"
+    scores.write_text("image,mos\n" + "".join(f"{p.name},{10 * i + 5}\n" for i, p in enumerate(images)))
+    fitted = runner.invoke(
+        app,
+        [
+            "fit",
+            "--features",
+            str(feats),
+            "--scores",
+            str(scores),
+            "--images",
+            str(awkward_folder),
+            "--out",
+            str(tmp_path / "reg"),
+        ],
+    )
+    assert fitted.exit_code == 0, fitted.output
+    made = runner.invoke(
+        app,
+        [
+            "bundle",
+            "--quality",
+            str(tmp_path / "quality" / "encoder.json"),
+            "--regressor",
+            str(tmp_path / "reg"),
+            "--out",
+            str(tmp_path / "model"),
+            "--name",
+            "mine",
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    model = reiqa.load(tmp_path / "model")
+    assert model.name == "mine" and model.score_range == (5.0, 55.0)
+    # float16 weights: the bundle's scores stay close to the float32 pipeline's
+    from reiqa.features import FeatureTable
+
+    table = FeatureTable.load(feats)
+    expected = model.regressor.predict(table.features)
+    assert model.score([Path(p) for p in table.paths]) == pytest.approx(expected, rel=1e-2, abs=0.5)

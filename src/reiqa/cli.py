@@ -128,17 +128,24 @@ def features(
         int | None, typer.Option(help="Downscale so the shorter side is at most this.")
     ] = None,
     compat: Annotated[bool, typer.Option(help="The official demos' half scale (8-bit).")] = False,
+    model: Annotated[Path | None, typer.Option(help="Take the encoders of a model folder instead.")] = None,
+    amp: Annotated[str, typer.Option(help="none, bf16 or fp16 (autocast).")] = "none",
 ) -> None:
     """Extract Re-IQA features (quality and/or content encoder, full and half scale)."""
     from reiqa.features import FeatureModel, extract
+    from reiqa.model import load
     from reiqa.train.data import list_training_images
     from reiqa.train.loop import pick_device
 
-    if quality is None and content is None:
-        raise typer.BadParameter("give --quality and/or --content")
-    model = FeatureModel.from_files(quality, content, compat=compat)
+    if (quality is None and content is None) == (model is None):
+        raise typer.BadParameter("give --quality and/or --content, or --model")
+    net = (
+        load(model).features
+        if model is not None
+        else FeatureModel.from_files(quality, content, compat=compat)
+    )
     table = extract(
-        model,
+        net,
         list_training_images(inputs),
         batch_size=batch_size,
         workers=workers,
@@ -147,6 +154,7 @@ def features(
         min_side=min_side,
         cache=cache,
         progress=True,
+        amp=amp,
     )
     table.save(out)
     for _, cause in table.failures:
@@ -167,6 +175,7 @@ def fit(
     method: Annotated[str, typer.Option(help="ridge or elasticnet.")] = "ridge",
     image_column: Annotated[str | None, typer.Option(help="Default: guessed (image, path, ...).")] = None,
     score_column: Annotated[str | None, typer.Option(help="Default: guessed (mos, score, ...).")] = None,
+    images: Annotated[Path | None, typer.Option(help="Folder the CSV's image names are relative to.")] = None,
     lower_is_better: Annotated[bool, typer.Option(help="Scores are DMOS-like.")] = False,
 ) -> None:
     """Fit the regressor on your own opinion scores (strength by 5-fold cross-validation)."""
@@ -177,7 +186,11 @@ def fit(
 
     table = FeatureTable.load(features_file)
     labels = load_csv(
-        scores, image_column=image_column, score_column=score_column, higher_is_better=not lower_is_better
+        scores,
+        image_column=image_column,
+        score_column=score_column,
+        root=images,
+        higher_is_better=not lower_is_better,
     )
     x, y, _ = align(table, labels)
     sign = -1.0 if lower_is_better else 1.0
@@ -273,6 +286,23 @@ def score(
     )
     if summary.failed or empty:
         raise typer.Exit(3)
+
+
+@app.command("bundle")
+def make_bundle(
+    regressor: Annotated[Path, typer.Option(help="Folder written by `reiqa fit`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
+    quality: Annotated[Path | None, typer.Option(help="encoder.json, or an official .pth file.")] = None,
+    content: Annotated[Path | None, typer.Option(help="encoder.json, or an official .pth file.")] = None,
+    name: Annotated[str, typer.Option(help="A name for the model card.")] = "reiqa model",
+    half: Annotated[bool, typer.Option(help="Store the encoder weights as float16.")] = True,
+) -> None:
+    """Put encoders (ours or the official release) and a fitted regressor into one model folder
+    that `reiqa score --model` and `reiqa.load(path)` read."""
+    from reiqa.model import make_bundle as assemble
+
+    assemble(quality, content, regressor, out, name=name, half=half)
+    typer.echo(f"wrote {out}")
 
 
 @app.command("training-curve")

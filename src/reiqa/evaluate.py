@@ -235,6 +235,16 @@ def write_report(results: list[EvaluationResult], out_dir: str | Path, *, title:
         _scatter(r, out_dir / f"scatter-{_slug(r.name)}.png")
         if r.per_type:
             _per_type_bars(r, out_dir / f"per-type-{_slug(r.name)}.png")
+    for r in results:
+        if r.per_type:
+            lines += [
+                "",
+                f"SRCC per distortion type ({r.name}; median over splits):",
+                "",
+                "| type | SRCC |",
+                "|---|---|",
+            ]
+            lines += [f"| {k} | {np.median(v):.3f} |" for k, v in sorted(r.per_type.items())]
     lines += ["", "Median over splits ± standard deviation. Plots: scatter-*.png (the median split)."]
     (out_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (out_dir / "report.json").write_text(json.dumps(data, indent=2), encoding="utf-8")

@@ -297,15 +297,21 @@ def extract(
     cache: str | Path | None = None,
     progress: bool = False,
     channels_last: bool = True,
+    amp: str = "none",
 ) -> FeatureTable:
     """Features for image files. Images of the same size are batched; unreadable files are
-    skipped and listed in ``failures``; with ``cache``, images already done are not recomputed."""
+    skipped and listed in ``failures``; with ``cache``, images already done are not recomputed.
+    ``amp`` ('bf16' or 'fp16') runs the encoders under autocast; features are float32 either way
+    and AMP runs get their own cache key."""
+    if amp not in ("none", "bf16", "fp16"):
+        raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {amp!r}")
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     device = torch.device(device)
     paths = [Path(p) for p in paths]
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    mid = model.model_id(max_side=max_side, min_side=min_side)
+    mid = model.model_id(max_side=max_side, min_side=min_side) + ("" if amp == "none" else f"-{amp}")
     store = FeatureCache(cache, mid) if cache is not None else None
     digests = [file_hash(p) if store is not None and p.is_file() else "" for p in paths]
     todo = [i for i, d in enumerate(digests) if store is None or d not in store]
@@ -335,7 +341,8 @@ def extract(
             x = torch.stack([im for _, im in group]).to(device)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            feats = model(x).cpu().numpy()
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                feats = model(x).float().cpu().numpy()
             for (i, _), f in zip(group, feats, strict=True):
                 rows[i] = f
                 done_idx.append(i)

@@ -249,3 +249,47 @@ def _load_dir(directory: Path) -> ReIQA:
             f"{directory}: the regressor expects {len(regressor.coef_)} features, the encoders give {width}"
         )
     return model
+
+
+def _encoder_from_file(path: Path) -> tuple[torch.nn.Module, str]:
+    """Our encoder.json/.safetensors, or an official ResNet-50 .pth release."""
+    from reiqa.models.checkpoints import import_official, load_encoder
+
+    if path.suffix in (".pth", ".pt", ".tar"):
+        return import_official(path, arch="resnet50")[0], "resnet50"
+    backbone, meta = load_encoder(path)
+    return backbone, meta["arch"]
+
+
+def make_bundle(
+    quality: Path | None,
+    content: Path | None,
+    regressor_dir: Path,
+    out: Path,
+    *,
+    name: str = "reiqa model",
+    half: bool = True,
+) -> Path:
+    """Write a model folder from encoder files and a regressor folder (``reiqa bundle``)."""
+    if quality is None and content is None:
+        raise ModelError("a model needs a quality and/or a content encoder")
+    regressor = QualityRegressor.load(regressor_dir)
+    q, q_arch = _encoder_from_file(Path(quality)) if quality else (None, None)
+    c, c_arch = _encoder_from_file(Path(content)) if content else (None, None)
+    info = regressor.info
+    model = bundle(
+        q,
+        c,
+        regressor,
+        quality_arch=q_arch,
+        content_arch=c_arch,
+        name=name,
+        score={"range": info.get("score_range"), "higher_is_better": True, "source": info.get("scores")},
+    )
+    width = sum(w for _, w in model.features.blocks())
+    if regressor.coef_ is not None and len(regressor.coef_) != width:
+        raise ModelError(
+            f"{regressor_dir}: the regressor was fitted on {len(regressor.coef_)} features, these "
+            f"encoders give {width}; fit it on features of the same encoders"
+        )
+    return model.save(out, half=half)

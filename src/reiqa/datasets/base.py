@@ -63,7 +63,9 @@ class DatasetSpec:
             raise ValueError(f"DatasetSpec {self.name!r}: score must be one of {SCORES}, got {self.score!r}")
         low, high = self.score_range
         if not low < high:
-            raise ValueError(f"DatasetSpec {self.name!r}: score_range must be (low, high), got {self.score_range}")
+            raise ValueError(
+                f"DatasetSpec {self.name!r}: score_range must be (low, high), got {self.score_range}"
+            )
 
 
 @dataclass
@@ -101,11 +103,15 @@ class LabelTable:
         self.root = Path(self.root)
         self.scores = np.asarray(self.scores, dtype=np.float64)
         if self.scores.shape != (n,):
-            raise ValueError(f"LabelTable {self.dataset}: scores has shape {self.scores.shape}, expected ({n},)")
+            raise ValueError(
+                f"LabelTable {self.dataset}: scores has shape {self.scores.shape}, expected ({n},)"
+            )
         if self.std is not None:
             self.std = np.asarray(self.std, dtype=np.float64)
             if self.std.shape != (n,):
-                raise ValueError(f"LabelTable {self.dataset}: std has shape {self.std.shape}, expected ({n},)")
+                raise ValueError(
+                    f"LabelTable {self.dataset}: std has shape {self.std.shape}, expected ({n},)"
+                )
         for field_name in ("reference", "distortion", "split"):
             values = getattr(self, field_name)
             if values is not None:
@@ -138,7 +144,8 @@ class LabelTable:
             idx = idx.astype(np.int64).reshape(0)
         if idx.dtype == np.bool_ or not np.issubdtype(idx.dtype, np.integer):
             raise TypeError(
-                f"indices must be integers, got dtype {idx.dtype}; for a boolean mask pass np.flatnonzero(mask)"
+                f"indices must be integers, got dtype {idx.dtype}; "
+                "for a boolean mask pass np.flatnonzero(mask)"
             )
         if idx.ndim != 1:
             raise TypeError(f"indices must be one-dimensional, got shape {idx.shape}")

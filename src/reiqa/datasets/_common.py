@@ -1,0 +1,320 @@
+"""Checked reading for the dataset loaders: folders, label files (CSV, text, .mat, .xlsx) and the
+images they list. Every failure raises DatasetError naming the file, the cause and the fix.
+
+scipy (for .mat) and openpyxl (for .xlsx) are imported when a loader needs them, so importing
+``reiqa.datasets`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from reiqa.datasets.base import DatasetError
+
+#: how many missing image names an error message shows
+_SHOW = 3
+
+
+def require_dir(root: Path | str, what: str) -> Path:
+    """``root`` as a Path if it is a folder. ``what`` describes the folder the user should pass."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        state = "not a folder" if root.exists() else "no such folder"
+        raise DatasetError(f"{root}: {state}; pass the {what}")
+    return root
+
+
+def require_file(path: Path, *, root: Path, what: str) -> Path:
+    """``path`` if it is a file. Otherwise raise, asking whether ``root`` is the ``what``, and
+    point at the file if it sits one folder further down (a common unzip mistake)."""
+    if path.is_file():
+        return path
+    hint = ""
+    try:
+        rel = path.relative_to(root)
+        nested = sorted(d for d in root.iterdir() if d.is_dir() and (d / rel).is_file())
+    except (ValueError, OSError):
+        nested = []
+    if nested:
+        hint = f"; {nested[0] / rel} exists, so pass {nested[0]}"
+    raise DatasetError(f"{path}: missing; is {root} the {what}?{hint}")
+
+
+def first_existing(root: Path, names: Sequence[str]) -> Path | None:
+    """The first ``root / name`` that exists (file or folder), or None."""
+    for name in names:
+        if (root / name).exists():
+            return root / name
+    return None
+
+
+class FileIndex:
+    """Resolves relative image names under a folder, listing each directory once.
+
+    A name is matched exactly first, then ignoring case: the published archives mix cases (TID2013
+    has ``I01.BMP`` next to ``i25.bmp``; CSIQ's files are ``1600.AWGN.1.png`` while its spreadsheet
+    says ``noise``), and case-insensitive file systems hide the difference on some machines."""
+
+    def __init__(self) -> None:
+        self._listings: dict[Path, tuple[frozenset[str], dict[str, str]] | None] = {}
+
+    def _listing(self, folder: Path) -> tuple[frozenset[str], dict[str, str]] | None:
+        if folder not in self._listings:
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                self._listings[folder] = None
+            else:
+                lower: dict[str, str] = {}
+                for name in sorted(names):
+                    lower.setdefault(name.lower(), name)
+                self._listings[folder] = (frozenset(names), lower)
+        return self._listings[folder]
+
+    def resolve(self, base: Path, name: str) -> Path | None:
+        """The existing path for ``base / name`` (``name`` may hold ``/``), or None."""
+        current = base
+        for part in PurePosixPath(name.replace("\\", "/")).parts:
+            listing = self._listing(current)
+            if listing is None:
+                return None
+            exact, lower = listing
+            if part in exact:
+                current = current / part
+            elif part.lower() in lower:
+                current = current / lower[part.lower()]
+            else:
+                return None
+        return current
+
+
+def locate_images(base: Path, names: Sequence[str], *, label_file: Path, fix: str) -> list[Path]:
+    """The image file for each name (relative to ``base``), in order.
+
+    Raises:
+        DatasetError: ``base`` is not a folder, or some names have no file; the message gives the
+            count, the first few names, the label file that lists them and ``fix``.
+    """
+    if not base.is_dir():
+        raise DatasetError(
+            f"{base}: image folder missing (the images listed in {label_file.name} live there); {fix}"
+        )
+    index = FileIndex()
+    paths: list[Path] = []
+    missing: list[str] = []
+    for name in names:
+        found = index.resolve(base, name)
+        if found is None:
+            missing.append(name)
+            paths.append(base / name)
+        else:
+            paths.append(found)
+    if missing:
+        raise missing_images(base, missing, total=len(names), label_file=label_file, fix=fix)
+    return paths
+
+
+def missing_images(
+    base: Path, missing: Sequence[str], *, total: int, label_file: Path, fix: str
+) -> DatasetError:
+    """The error for images listed in ``label_file`` but not found: count, first few names, fix."""
+    shown = ", ".join(missing[:_SHOW]) + (", ..." if len(missing) > _SHOW else "")
+    return DatasetError(
+        f"{base}: {len(missing)} of {total} images listed in {label_file} are missing ({shown}); {fix}"
+    )
+
+
+def check_unique(names: Sequence[str], *, path: Path, where: Sequence[str]) -> None:
+    """Raise if a name is listed twice in ``path``; ``where[i]`` locates entry i (``"line 3"``)."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            raise DatasetError(
+                f"{path}: {name!r} is listed twice ({where[seen[name]]} and {where[i]}); "
+                "each image must appear once"
+            )
+        seen[name] = i
+
+
+def check_not_empty(count: int, *, path: Path, what: str) -> None:
+    if count == 0:
+        raise DatasetError(f"{path}: no {what} found; the file is empty or not the published one")
+
+
+# -- numbers -----------------------------------------------------------------------------------
+
+
+def parse_float(value: Any, *, path: Path, where: str, column: str) -> float:
+    """``value`` as a finite float; ``where`` is e.g. ``"line 12"`` or ``"row 7"``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        shown = "empty" if value is None or (isinstance(value, str) and not value.strip()) else repr(value)
+        raise DatasetError(
+            f"{path}, {where}: {column} is {shown}, not a number; fix or remove that row"
+        ) from None
+    if not math.isfinite(number):
+        raise DatasetError(f"{path}, {where}: {column} is {value!r}; fix or remove that row")
+    return number
+
+
+# -- CSV and plain text ------------------------------------------------------------------------
+
+
+def read_text_lines(path: Path) -> list[tuple[int, str]]:
+    """Non-blank lines of a text file with their 1-based line numbers, stripped."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{path}: not UTF-8 text ({exc.reason}); is this the published label file?"
+        ) from None
+    return [(i, line.strip()) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def read_csv_header(path: Path, *, what: str) -> list[str]:
+    """The column names of a CSV file (its first row), stripped."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            return [h.strip() for h in next(csv.reader(handle), [])]
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text ({exc.reason}); is this the {what}?") from None
+    except csv.Error as exc:
+        raise DatasetError(f"{path}: not a readable CSV file ({exc}); is this the {what}?") from None
+
+
+def read_csv(path: Path, required: Sequence[str], *, what: str) -> list[tuple[int, dict[str, str]]]:
+    """Rows of a CSV file with a header, as ``(line number, {column: text})``; blank rows skipped.
+
+    Raises:
+        DatasetError: the file is not UTF-8 or lacks a ``required`` column (the message lists the
+            columns it has and the published header ``what``).
+    """
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = [h.strip() for h in next(reader, [])]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise DatasetError(
+                    f"{path}: no column {missing[0]!r} (it has {header}); expected the published {what} "
+                    f"with columns {list(required)}"
+                )
+            rows: list[tuple[int, dict[str, str]]] = []
+            for values in reader:
+                if not any(v.strip() for v in values):
+                    continue
+                row = {name: (values[j].strip() if j < len(values) else "") for j, name in enumerate(header)}
+                rows.append((reader.line_num, row))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text ({exc.reason}); is this the published {what}?") from None
+    except csv.Error as exc:
+        raise DatasetError(
+            f"{path}: not a readable CSV file ({exc}); is this the published {what}?"
+        ) from None
+    return rows
+
+
+# -- MATLAB --------------------------------------------------------------------------------------
+
+
+def read_mat(path: Path, keys: Sequence[str], *, what: str) -> dict[str, np.ndarray]:
+    """The variables ``keys`` of a MATLAB (v5) .mat file."""
+    import scipy.io
+
+    try:
+        data = scipy.io.loadmat(str(path))
+    except (ValueError, OSError, NotImplementedError, TypeError) as exc:
+        raise DatasetError(
+            f"{path}: cannot be read as a MATLAB .mat file ({exc}); re-extract the {what}"
+        ) from None
+    missing = [k for k in keys if k not in data]
+    if missing:
+        found = sorted(k for k in data if not k.startswith("__"))
+        raise DatasetError(
+            f"{path}: no variable {missing[0]!r} (it has {found}); is this the published file of the {what}?"
+        )
+    return {k: data[k] for k in keys}
+
+
+def mat_strings(array: np.ndarray) -> list[str]:
+    """A MATLAB cell array of strings (any shape, e.g. (1, n) or (n, 1)) as a flat list."""
+    out: list[str] = []
+    for item in np.asarray(array, dtype=object).ravel():
+        while isinstance(item, np.ndarray):
+            item = item.ravel()[0] if item.size else ""
+        out.append(str(item).strip())
+    return out
+
+
+def mat_numbers(array: np.ndarray, *, path: Path, key: str) -> np.ndarray:
+    """A MATLAB numeric array as a flat float64 vector, all finite."""
+    try:
+        values = np.asarray(array, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path}: {key} is not numeric; is this the published file?") from None
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise DatasetError(f"{path}: {key} entry {int(bad[0]) + 1} is {values[bad[0]]}; the file is damaged")
+    return values
+
+
+# -- Excel ---------------------------------------------------------------------------------------
+
+
+def read_xlsx(path: Path, *, sheet: str | None, what: str) -> list[tuple[Any, ...]]:
+    """All rows of one sheet (the first when ``sheet`` is None) as tuples of cell values."""
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (OSError, zipfile.BadZipFile, InvalidFileException, KeyError, ValueError) as exc:
+        raise DatasetError(
+            f"{path}: cannot be read as an .xlsx workbook ({exc}); re-extract the {what}"
+        ) from None
+    try:
+        if sheet is None:
+            worksheet = book.worksheets[0]
+        elif sheet in book.sheetnames:
+            worksheet = book[sheet]
+        else:
+            raise DatasetError(
+                f"{path}: no sheet {sheet!r} (it has {book.sheetnames}); is this the published {what}?"
+            )
+        return [tuple(row) for row in worksheet.iter_rows(values_only=True)]
+    finally:
+        book.close()
+
+
+def find_header(
+    rows: Sequence[tuple[Any, ...]], required: Sequence[str], *, path: Path, what: str, search: int = 20
+) -> tuple[int, dict[str, int]]:
+    """The index of the first row (among the first ``search``) holding every ``required`` name,
+    compared stripped and case-insensitively, and a map from each required name to its column."""
+    wanted = [r.lower() for r in required]
+    for i, row in enumerate(rows[:search]):
+        cells = [str(c).strip().lower() if c is not None else "" for c in row]
+        if all(w in cells for w in wanted):
+            return i, {r: cells.index(w) for r, w in zip(required, wanted, strict=True)}
+    raise DatasetError(
+        f"{path}: no header row with columns {list(required)} in the first {search} rows; "
+        f"is this the published {what}?"
+    )
+
+
+def cell_text(value: Any) -> str:
+    """A spreadsheet cell as text; whole numbers lose the ``.0`` that Excel gives them."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()

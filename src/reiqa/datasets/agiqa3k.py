@@ -1,0 +1,107 @@
+"""AGIQA-3K (Li et al., IEEE TCSVT 2023): 2,982 images from six text-to-image models.
+
+The folder as published (``data.csv`` is in github.com/lcysyzxdxc/AGIQA-3k-Database; the images
+come from its Baidu / Google Drive archive)::
+
+    data.csv    header: name,prompt,adj1,adj2,style,mos_quality,std_quality,mos_align,std_align
+                e.g.    AttnGAN_normal_000.jpg,statue of a man,,,,0.9656,0.2233,0.4089,0.6156
+    <images>/   AttnGAN_normal_000.jpg ...
+
+The image folder's name differs between copies (``images/``, ``Images/``, ``image/``,
+``AGIQA-3K/``, or the images next to data.csv); the first of ``IMAGE_DIRS`` that holds the first
+listed image is used. Prompts are quoted CSV fields that may contain commas.
+
+Scores: ``mos_quality`` (perceptual quality), higher is better; std: ``std_quality``. The published
+values lie in about 0..5 (nominal range 0..5, not stated in data.csv). ``mos_align`` (text-image
+alignment) is not loaded. No official split; no reference images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from reiqa.datasets._common import (
+    check_not_empty,
+    check_unique,
+    locate_images,
+    parse_float,
+    read_csv,
+    require_dir,
+    require_file,
+)
+from reiqa.datasets.base import DatasetSpec, LabelTable
+
+LABEL_FILE = "data.csv"
+IMAGE_DIRS = ("images", "Images", "image", "AGIQA-3K", "AGIQA-3k", "AGIQA_3K", ".")
+_WHAT = f"AGIQA-3K folder (it holds {LABEL_FILE} and the images)"
+_RANGE = (0.0, 5.0)
+
+
+def load(root: Path) -> LabelTable:
+    """Read AGIQA-3K from ``root`` (the folder that holds ``data.csv``).
+
+    Raises:
+        DatasetError: ``data.csv`` is missing or malformed, or images are missing.
+    """
+    root = require_dir(root, _WHAT)
+    label_file = require_file(root / LABEL_FILE, root=root, what=_WHAT)
+    rows = read_csv(label_file, ("name", "mos_quality", "std_quality"), what="AGIQA-3K data.csv")
+    check_not_empty(len(rows), path=label_file, what="labelled images")
+    names = [row["name"] for _, row in rows]
+    check_unique(names, path=label_file, where=[f"line {n}" for n, _ in rows])
+    scores = [
+        parse_float(r["mos_quality"], path=label_file, where=f"line {n}", column="mos_quality")
+        for n, r in rows
+    ]
+    std = [
+        parse_float(r["std_quality"], path=label_file, where=f"line {n}", column="std_quality")
+        for n, r in rows
+    ]
+    image_dir = _image_dir(root, names[0])
+    paths = locate_images(
+        image_dir,
+        names,
+        label_file=label_file,
+        fix=f"extract the AGIQA-3K images into {root / IMAGE_DIRS[0]}",
+    )
+    return LabelTable(
+        dataset="agiqa3k",
+        root=root,
+        paths=paths,
+        scores=np.array(scores),
+        std=np.array(std),
+        reference=None,
+        distortion=None,
+        split=None,
+        higher_is_better=True,
+        score_range=_RANGE,
+    )
+
+
+def _image_dir(root: Path, first: str) -> Path:
+    """The first of IMAGE_DIRS holding ``first``; else the first that exists; else ``images/``."""
+    for name in IMAGE_DIRS:
+        if (root / name / first).is_file():
+            return root / name
+    for name in IMAGE_DIRS[:-1]:
+        if (root / name).is_dir():
+            return root / name
+    return root / IMAGE_DIRS[0]
+
+
+SPEC = DatasetSpec(
+    name="agiqa3k",
+    title="AGIQA-3K",
+    kind="ai-generated",
+    score="MOS",
+    score_range=_RANGE,
+    higher_is_better=True,
+    official_split=False,
+    load=load,
+    citation=(
+        "C. Li, Z. Zhang, H. Wu, W. Sun, X. Min, X. Liu, G. Zhai, W. Lin, 'AGIQA-3K: An Open Database for "
+        "AI-Generated Image Quality Assessment', IEEE Trans. Circuits and Systems for Video Technology, 2023."
+    ),
+)

@@ -1,0 +1,130 @@
+"""PIPAL, Perceptual Image Processing ALgorithms (Gu et al., ECCV 2020), public training part.
+
+The folder as published for NTIRE 2021 (training data)::
+
+    Train_Label/A0001.txt ...   one line per distorted image: "<name>,<elo>", e.g. "A0001_00_00.bmp,1432.1"
+    Distortion_1/ .. Distortion_4/   the distorted images, spread over four folders (archive parts)
+    Train_Ref/A0001.bmp ...     the 200 reference images (not read)
+
+A distorted name ``A0001_10_02.bmp`` starts with its reference (``A0001``), then the distortion
+type code and a sub-index (the PIPAL-dataset README shows ``A0000_10_00.bmp``). pyiqa's
+``process_pipal.py`` reads the same files and takes the reference from the name, as we do.
+An image is looked up in every ``Distortion_*`` folder; one listed in two folders is an error.
+
+Scores: Elo ratings from pairwise preferences, higher is better (the PIPAL code turns two Elo
+values into a preference probability ``1 / (1 + 10 ** ((B - A) / 400))``). Elo has no fixed scale:
+the nominal range (800, 2000) is our bracket, not a published one. std: None. reference: the name
+prefix. distortion: the type code from the name (``"10"``); the label files give no type names.
+Only the training part is read; the validation and test labels were released apart from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from reiqa.datasets._common import (
+    check_not_empty,
+    check_unique,
+    parse_float,
+    read_text_lines,
+    require_dir,
+)
+from reiqa.datasets.base import DatasetError, DatasetSpec, LabelTable
+
+LABEL_DIR = "Train_Label"
+IMAGE_DIR_GLOB = "Distortion_*"
+_WHAT = f"PIPAL training folder (it holds {LABEL_DIR}/, Distortion_1/ .. Distortion_4/ and Train_Ref/)"
+_RANGE = (800.0, 2000.0)
+
+
+def load(root: Path) -> LabelTable:
+    """Read the PIPAL training part from ``root`` (the folder that holds ``Train_Label/``).
+
+    Raises:
+        DatasetError: the label folder is missing or malformed, or images are missing.
+    """
+    root = require_dir(root, _WHAT)
+    label_dir = root / LABEL_DIR
+    label_files = sorted(label_dir.glob("*.txt"))
+    if not label_files:
+        state = "has no .txt files" if label_dir.is_dir() else "missing"
+        raise DatasetError(f"{label_dir}: {state}; is {root} the {_WHAT}?")
+
+    names: list[str] = []
+    scores: list[float] = []
+    wheres: list[str] = []
+    sources: list[Path] = []
+    for label_file in label_files:
+        for line_no, line in read_text_lines(label_file):
+            where = f"{label_file.name} line {line_no}"
+            name, sep, elo = line.partition(",")
+            name = name.strip()
+            if not sep or "_" not in name:
+                raise DatasetError(
+                    f"{label_file}, line {line_no}: {line!r}; expected '<AXXXX_TT_SS.bmp>,<elo>'"
+                )
+            scores.append(parse_float(elo.strip(), path=label_file, where=f"line {line_no}", column="elo"))
+            names.append(name)
+            wheres.append(where)
+            sources.append(label_file)
+    check_not_empty(len(names), path=label_dir, what="labelled images")
+    check_unique(names, path=label_dir, where=wheres)
+    paths = _locate(root, names, sources)
+    stems = [Path(name).stem.split("_") for name in names]
+    return LabelTable(
+        dataset="pipal",
+        root=root,
+        paths=paths,
+        scores=np.array(scores),
+        std=None,
+        reference=[parts[0] for parts in stems],
+        distortion=[parts[1] for parts in stems],
+        split=None,
+        higher_is_better=True,
+        score_range=_RANGE,
+    )
+
+
+def _locate(root: Path, names: list[str], sources: list[Path]) -> list[Path]:
+    folders = sorted(d for d in root.glob(IMAGE_DIR_GLOB) if d.is_dir())
+    if not folders:
+        raise DatasetError(
+            f"{root}: no Distortion_* folder; extract Distortion_1.zip .. Distortion_4.zip into {root}"
+        )
+    where: dict[str, Path] = {}
+    for folder in folders:
+        for entry in folder.iterdir():
+            key = entry.name.lower()
+            if key in where:
+                raise DatasetError(
+                    f"{entry}: also in {where[key].parent}; "
+                    "each distorted image must be in one Distortion_* folder"
+                )
+            where[key] = entry
+    missing = [(n, s) for n, s in zip(names, sources, strict=True) if n.lower() not in where]
+    if missing:
+        shown = ", ".join(n for n, _ in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise DatasetError(
+            f"{root}: {len(missing)} of {len(names)} images listed in {root / LABEL_DIR} (first in "
+            f"{missing[0][1].name}) are in no Distortion_* folder ({shown}); "
+            "extract all four Distortion archives"
+        )
+    return [where[n.lower()] for n in names]
+
+
+SPEC = DatasetSpec(
+    name="pipal",
+    title="PIPAL (training part)",
+    kind="synthetic",
+    score="Elo",
+    score_range=_RANGE,
+    higher_is_better=True,
+    official_split=False,
+    load=load,
+    citation=(
+        "J. Gu, H. Cai, H. Chen, X. Ye, J. Ren, C. Dong, 'PIPAL: a Large-Scale Image Quality Assessment "
+        "Dataset for Perceptual Image Restoration', ECCV 2020."
+    ),
+)
