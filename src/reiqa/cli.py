@@ -305,6 +305,19 @@ def make_bundle(
     typer.echo(f"wrote {out}")
 
 
+@app.command("export-encoder")
+def export_encoder_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A reiqa pretrain --out folder.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output stem: writes STEM.safetensors + STEM.json.")
+    ],
+) -> None:
+    """Export the query encoder of a run's latest checkpoint (also before the schedule ends)."""
+    from reiqa.models.checkpoints import export_encoder
+
+    typer.echo(f"wrote {export_encoder(run_dir / 'checkpoint', out)}")
+
+
 @app.command("training-curve")
 def training_curve(
     run_dir: Annotated[Path, typer.Argument(help="A reiqa pretrain --out folder.")],

@@ -89,8 +89,14 @@ def test_a_killed_and_resumed_run_ends_with_the_same_weights(toy_images, tmp_pat
     assert straight.keys() == resumed.keys()
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
-    _, meta = load_encoder(tmp_path / "straight" / "encoder.json")
+    final, meta = load_encoder(tmp_path / "straight" / "encoder.json")
     assert meta["arch"] == "resnet18" and meta["steps"] == 4
+    from reiqa.models.checkpoints import export_encoder
+
+    exported, info = load_encoder(export_encoder(tmp_path / "resumed" / "checkpoint", tmp_path / "exported"))
+    assert info["steps"] == 4
+    for (name, a), b in zip(final.state_dict().items(), exported.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
 
 
 def test_resume_and_overwrite_are_refused_with_a_reason(toy_images, tmp_path) -> None:

@@ -196,3 +196,26 @@ def import_official(path: Path, arch: str = "resnet50") -> tuple[nn.Module, dict
     backbone = build_backbone(arch)
     load_state_strict(backbone, encoder, f"{path} (encoder, as {arch})")
     return backbone, head
+
+
+def export_encoder(checkpoint_dir: Path, path_stem: Path) -> Path:
+    """Write the query encoder's backbone of a training checkpoint as ``<stem>.safetensors`` +
+    ``<stem>.json`` (what ``reiqa features`` reads), e.g. to use a run before its schedule ends."""
+    config_json, weights, state = load_checkpoint(checkpoint_dir)
+    config = json.loads(config_json)
+    prefix = "query.backbone."
+    backbone = build_backbone(config["model"]["arch"])
+    load_state_strict(
+        backbone, {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}, checkpoint_dir
+    )
+    return save_encoder(
+        path_stem,
+        backbone,
+        arch=config["model"]["arch"],
+        input_norm=config["model"]["input_norm"],
+        info={
+            "encoder": config["encoder"],
+            "steps": int(state["step"]),
+            "exported_from": str(checkpoint_dir),
+        },
+    )
