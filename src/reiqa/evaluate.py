@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from reiqa.errors import ReiqaError
 from reiqa.regress import QualityRegressor
@@ -97,7 +97,7 @@ def load_splits(path: str | Path, *, keys: Sequence[str]) -> list[Split]:
 
 
 def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
-    return (b1 - b2) / (1.0 + np.exp(-(x - b3) / np.abs(b4))) + b2
+    return (b1 - b2) * special.expit((x - b3) / np.abs(b4)) + b2  # expit: no overflow for large |x|
 
 
 def fit_logistic(pred: np.ndarray, mos: np.ndarray) -> np.ndarray:
