@@ -68,7 +68,9 @@ def main() -> None:
     peak = matmul_gflops(device, cores)
     paths = sorted((args.data / "clive" / "images").iterdir())[:64]
     results = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else (platform.processor() or platform.machine()),
         "threads": cores,
         "torch": torch.__version__,
         "matmul_gflops": peak,
