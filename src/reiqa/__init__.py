@@ -5,14 +5,20 @@ Nothing heavy happens at import: no weights are read and nothing is downloaded.
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
 from reiqa.errors import ImageLoadError, ReiqaError, UnknownNameError
+
+if TYPE_CHECKING:
+    from reiqa.model import ReIQA
 
 __version__ = "0.1.0.dev0"
 
 __all__ = ["ImageLoadError", "ReiqaError", "UnknownNameError", "__version__", "load"]
 
 
-def load(path=None):
+def load(path: str | os.PathLike[str] | None = None) -> ReIQA:
     """A Re-IQA model: the embedded default (no argument) or a model folder. See reiqa.model."""
     from reiqa.model import load as _load
 

@@ -150,8 +150,13 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-class _Decode(Dataset):
-    def __init__(self, paths: Sequence[Path], max_side: int | None, min_side: int | None) -> None:
+class DecodedImages(Dataset):
+    """Item i: (i, image (3, H, W) capped by max_side/min_side, None) or (i, None, the error) for a
+    file that cannot be read; used with ``collate_list`` so a batch keeps its failures."""
+
+    def __init__(
+        self, paths: Sequence[Path], *, max_side: int | None = None, min_side: int | None = None
+    ) -> None:
         self.paths, self.max_side, self.min_side = list(paths), max_side, min_side
 
     def __len__(self) -> int:
@@ -165,7 +170,8 @@ class _Decode(Dataset):
             return i, None, str(exc)
 
 
-def _collate(items):
+def collate_list(items: list) -> list:
+    """Keep a batch as the list of items (images of different sizes, failures)."""
     return items
 
 
@@ -320,10 +326,10 @@ def extract(
         rows.update({i: store.get(d) for i, d in enumerate(digests) if d and d in store})
     failures: list[tuple[Path, str]] = []
     loader = DataLoader(
-        _Decode([paths[i] for i in todo], max_side, min_side),
+        DecodedImages([paths[i] for i in todo], max_side=max_side, min_side=min_side),
         batch_size=batch_size,
         num_workers=workers,
-        collate_fn=_collate,
+        collate_fn=collate_list,
     )
     bar = None
     if progress:

@@ -34,13 +34,13 @@ def expand_inputs(
     """Files, folders, glob patterns, and CSV lists (a column named path/image/file, relative to
     the CSV's folder), in order, without duplicates. Inputs that yield no file are appended to
     ``empty`` when given (a folder without images, a directory named like an image)."""
-    from reiqa.train.data import _read_csv_list
+    from reiqa.train.data import read_image_list
 
     out: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.suffix.lower() == ".csv" and path.is_file():
-            found = _read_csv_list(path)
+            found = read_image_list(path)
         else:
             found = find_images([item], recursive=recursive)
         if not found and empty is not None:

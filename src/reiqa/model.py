@@ -26,8 +26,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from reiqa.errors import ImageLoadError, ReiqaError
-from reiqa.features import FeatureModel, cap_size
+from reiqa.errors import ReiqaError
+from reiqa.features import DecodedImages, FeatureModel, cap_size, collate_list
 from reiqa.io import load_image
 from reiqa.models.backbones import build_backbone
 from reiqa.models.checkpoints import load_state_strict
@@ -123,11 +123,12 @@ class ReIQA:
         """One ScoreRecord per path, in order, batches of same-size images run together."""
         from torch.utils.data import DataLoader
 
+        opts = self.meta.get("features", {})
         loader = DataLoader(
-            _Decode(list(paths), self._prepare),
+            DecodedImages(list(paths), max_side=opts.get("max_side"), min_side=opts.get("min_side")),
             batch_size=batch_size,
             num_workers=workers,
-            collate_fn=lambda items: items,
+            collate_fn=collate_list,
         )
         bar = None
         if progress:
@@ -174,20 +175,6 @@ class ReIQA:
         self.regressor.save(directory)
         (directory / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return directory
-
-
-class _Decode(torch.utils.data.Dataset):
-    def __init__(self, paths: list, prepare) -> None:
-        self.paths, self.prepare = paths, prepare
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        try:
-            return i, self.prepare(load_image(self.paths[i])), None
-        except ImageLoadError as exc:
-            return i, None, str(exc)
 
 
 def bundle(

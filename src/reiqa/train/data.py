@@ -35,7 +35,7 @@ def list_training_images(sources: Sequence[str | Path]) -> list[Path]:
     for source in sources:
         source = Path(source)
         if source.suffix.lower() == ".csv" and source.is_file():
-            paths.extend(_read_csv_list(source))
+            paths.extend(read_image_list(source))
         else:
             paths.extend(find_images([source], recursive=True))
     seen: set[Path] = set()
@@ -47,7 +47,9 @@ def list_training_images(sources: Sequence[str | Path]) -> list[Path]:
     return unique
 
 
-def _read_csv_list(path: Path) -> list[Path]:
+def read_image_list(path: Path) -> list[Path]:
+    """Image paths from a CSV list (a column named one of CSV_COLUMNS; relative paths are taken
+    from the CSV's folder)."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         column = next((c for c in CSV_COLUMNS if reader.fieldnames and c in reader.fieldnames), None)
