@@ -101,8 +101,12 @@ class ReIQA:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (3, H, W) or (N, 3, H, W), got {tuple(images.shape)}")
         prepared = torch.stack([self._prepare(im) for im in images.float()]) if images.shape[0] else images
-        feats = self.features(prepared.to(self.device)).cpu().numpy()
-        return self.regressor.predict(feats)
+        return self._score_prepared(prepared)
+
+    @torch.inference_mode()
+    def _score_prepared(self, images: Tensor) -> np.ndarray:
+        """Scores of (N, 3, H, W) images already capped by the model's size options."""
+        return self.regressor.predict(self.features(images.to(self.device)).cpu().numpy())
 
     def score(
         self, inputs: str | Path | Sequence[str | Path] | Tensor, *, batch_size: int = 8
@@ -113,7 +117,7 @@ class ReIQA:
             out = self.score_tensor(inputs)
             return float(out[0]) if inputs.ndim == 3 else out
         if isinstance(inputs, str | Path):
-            return float(self.score_tensor(self._prepare(load_image(inputs)).unsqueeze(0))[0])
+            return float(self.score_tensor(load_image(inputs).unsqueeze(0))[0])
         records = list(self.score_files(inputs, batch_size=batch_size))
         return np.array([math.nan if r.score is None else r.score for r in records])
 
@@ -142,7 +146,7 @@ class ReIQA:
                 if image is not None:
                     by_shape.setdefault(tuple(image.shape), []).append((i, image))
             for group in by_shape.values():
-                values = self.score_tensor(torch.stack([im for _, im in group]))
+                values = self._score_prepared(torch.stack([im for _, im in group]))  # capped by DecodedImages
                 scores.update({i: float(v) for (i, _), v in zip(group, values, strict=True)})
             for i, _, error in items:
                 yield ScoreRecord(str(paths[i]), scores.get(i), error)
