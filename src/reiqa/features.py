@@ -65,9 +65,12 @@ class FeatureModel(nn.Module):
     """The encoders of a Re-IQA model, used for inference only.
 
     Args:
-        quality: quality-aware backbone ((N, 3, H, W) in [0, 1] -> (N, D)), or None.
-        content: content backbone, or None; its input is ImageNet-normalised here.
+        quality: quality-aware backbone ((N, 3, H, W) -> (N, D)), or None.
+        content: content backbone, or None.
         compat: the official demos' half scale (rounded to 8 bits).
+        quality_norm, content_norm: the input normalisation each backbone was trained with
+            (``InputNorm`` kinds): raw [0, 1] RGB for Re-IQA's quality encoder, ImageNet
+            statistics for its content encoder, 'tf-lite' for EfficientNet-Lite.
     """
 
     def __init__(
@@ -77,13 +80,16 @@ class FeatureModel(nn.Module):
         *,
         compat: bool = False,
         names: dict[str, str] | None = None,
+        quality_norm: str = "none",
+        content_norm: str = "imagenet",
     ) -> None:
         super().__init__()
         if quality is None and content is None:
             raise ValueError("a FeatureModel needs at least one encoder")
         self.quality = quality
         self.content = content
-        self.content_norm = InputNorm("imagenet")
+        self.quality_norm = InputNorm(quality_norm)
+        self.content_norm = InputNorm(content_norm)
         self.compat = compat
         self.names = names or {}
         self.eval()
@@ -93,9 +99,16 @@ class FeatureModel(nn.Module):
         cls, quality: str | Path | None, content: str | Path | None, *, compat: bool = False
     ) -> FeatureModel:
         """From encoder files written by ``reiqa pretrain`` (encoder.json + encoder.safetensors)."""
-        q = load_encoder(Path(quality))[0] if quality else None
-        c = load_encoder(Path(content))[0] if content else None
-        return cls(q, c, compat=compat, names={"quality": str(quality or ""), "content": str(content or "")})
+        q, q_meta = load_encoder(Path(quality)) if quality else (None, {})
+        c, c_meta = load_encoder(Path(content)) if content else (None, {})
+        return cls(
+            q,
+            c,
+            compat=compat,
+            names={"quality": str(quality or ""), "content": str(content or "")},
+            quality_norm=q_meta.get("input_norm", "none"),
+            content_norm=c_meta.get("input_norm", "imagenet"),
+        )
 
     def blocks(self) -> list[tuple[str, int]]:
         """[(block name, width)] in feature order."""
@@ -112,7 +125,7 @@ class FeatureModel(nn.Module):
         half = half_scale(images, compat=self.compat)
         parts = []
         if self.quality is not None:
-            parts += [self.quality(images), self.quality(half)]
+            parts += [self.quality(self.quality_norm(images)), self.quality(self.quality_norm(half))]
         if self.content is not None:
             parts += [self.content(self.content_norm(images)), self.content(self.content_norm(half))]
         return torch.cat([p.float().flatten(1) for p in parts], dim=1)
@@ -127,13 +140,19 @@ class FeatureModel(nn.Module):
             for k, v in enc.state_dict().items():
                 h.update(k.encode())
                 h.update(v.detach().cpu().contiguous().numpy().tobytes())
-        h.update(json.dumps({"compat": self.compat, "max_side": max_side, "min_side": min_side}).encode())
+        options = {"compat": self.compat, "max_side": max_side, "min_side": min_side}
+        if (self.quality_norm.kind, self.content_norm.kind) != ("none", "imagenet"):
+            options["norms"] = [self.quality_norm.kind, self.content_norm.kind]
+        h.update(json.dumps(options).encode())
         return h.hexdigest()[:16]
 
 
 def _output_dim(backbone: nn.Module) -> int:
-    """Pooled width of a torchvision ResNet without fc (it records its last width as inplanes)."""
-    width = getattr(backbone, "inplanes", None)
+    """Pooled width: ``feature_dim`` as set by ``build_backbone``, else a torchvision ResNet's
+    ``inplanes`` (its last width)."""
+    width = getattr(backbone, "feature_dim", None)
+    if not isinstance(width, int):
+        width = getattr(backbone, "inplanes", None)
     if not isinstance(width, int):
         raise FeatureError(f"cannot tell the feature width of {type(backbone).__name__}")
     return width

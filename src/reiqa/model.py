@@ -2,7 +2,8 @@
 
 A bundle is a folder::
 
-    model.json              format, name, encoders, score range and direction, feature options
+    model.json              format, name, encoders (arch, input_norm), score range and direction,
+                            feature options
     quality.safetensors     quality encoder backbone (float16 or float32)
     content.safetensors     content encoder backbone (optional)
     regressor.json / regressor.safetensors
@@ -175,7 +176,8 @@ class ReIQA:
                 for k, v in backbone.state_dict().items()
             }
             save_file(state, str(directory / f"{kind}.safetensors"))
-            meta[kind] = {**meta[kind], "file": f"{kind}.safetensors"}
+            norm = getattr(self.features, f"{kind}_norm").kind
+            meta[kind] = {**meta[kind], "input_norm": norm, "file": f"{kind}.safetensors"}
         self.regressor.save(directory)
         (directory / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return directory
@@ -188,6 +190,8 @@ def bundle(
     *,
     quality_arch: str | None,
     content_arch: str | None,
+    quality_norm: str = "none",
+    content_norm: str = "imagenet",
     **meta: Any,
 ) -> ReIQA:
     """Assemble a model from backbones and a fitted regressor (see ``save``)."""
@@ -196,9 +200,14 @@ def bundle(
         "content": {"arch": content_arch} if content is not None else None,
         **meta,
     }
-    return ReIQA(
-        FeatureModel(quality, content, compat=meta.get("features", {}).get("compat", False)), regressor, info
+    features = FeatureModel(
+        quality,
+        content,
+        compat=meta.get("features", {}).get("compat", False),
+        quality_norm=quality_norm,
+        content_norm=content_norm,
     )
+    return ReIQA(features, regressor, info)
 
 
 def load(path: str | Path | None = None) -> ReIQA:
@@ -222,14 +231,20 @@ def _load_dir(directory: Path) -> ReIQA:
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     if meta.get("format") != FORMAT:
         raise ModelError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    encoders = {}
+    encoders, norms = {}, {"quality": "none", "content": "imagenet"}
     for kind in ("quality", "content"):
         entry = meta.get(kind)
         encoders[kind] = _load_backbone(directory / entry["file"], entry["arch"]) if entry else None
+        if entry:
+            norms[kind] = entry.get("input_norm", norms[kind])
     regressor = QualityRegressor.load(directory)
     model = ReIQA(
         FeatureModel(
-            encoders["quality"], encoders["content"], compat=meta.get("features", {}).get("compat", False)
+            encoders["quality"],
+            encoders["content"],
+            compat=meta.get("features", {}).get("compat", False),
+            quality_norm=norms["quality"],
+            content_norm=norms["content"],
         ),
         regressor,
         meta,
@@ -242,14 +257,15 @@ def _load_dir(directory: Path) -> ReIQA:
     return model
 
 
-def _encoder_from_file(path: Path) -> tuple[torch.nn.Module, str]:
-    """Our encoder.json/.safetensors, or an official ResNet-50 .pth release."""
+def _encoder_from_file(path: Path, default_norm: str) -> tuple[torch.nn.Module, str, str]:
+    """(backbone, arch, input_norm) of our encoder.json/.safetensors, or of an official ResNet-50
+    .pth release (whose input normalisation is the role's default)."""
     from reiqa.models.checkpoints import import_official, load_encoder
 
     if path.suffix in (".pth", ".pt", ".tar"):
-        return import_official(path, arch="resnet50")[0], "resnet50"
+        return import_official(path, arch="resnet50")[0], "resnet50", default_norm
     backbone, meta = load_encoder(path)
-    return backbone, meta["arch"]
+    return backbone, meta["arch"], meta.get("input_norm", default_norm)
 
 
 def make_bundle(
@@ -265,8 +281,8 @@ def make_bundle(
     if quality is None and content is None:
         raise ModelError("a model needs a quality and/or a content encoder")
     regressor = QualityRegressor.load(regressor_dir)
-    q, q_arch = _encoder_from_file(Path(quality)) if quality else (None, None)
-    c, c_arch = _encoder_from_file(Path(content)) if content else (None, None)
+    q, q_arch, q_norm = _encoder_from_file(Path(quality), "none") if quality else (None, None, "none")
+    c, c_arch, c_norm = _encoder_from_file(Path(content), "imagenet") if content else (None, None, "imagenet")
     info = regressor.info
     model = bundle(
         q,
@@ -274,6 +290,8 @@ def make_bundle(
         regressor,
         quality_arch=q_arch,
         content_arch=c_arch,
+        quality_norm=q_norm,
+        content_norm=c_norm,
         name=name,
         score={"range": info.get("score_range"), "higher_is_better": True, "source": info.get("scores")},
     )

@@ -1,4 +1,5 @@
-"""ResNet backbones from torchvision, without the classifier: (N, 3, H, W) -> (N, D) pooled."""
+"""Feature backbones without the classifier: (N, 3, H, W) -> (N, D) pooled. torchvision ResNets
+(the encoders Re-IQA trains) and EfficientNet-Lite0 (an ImageNet content encoder)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,24 @@ from torch import Tensor, nn
 from torchvision import models
 
 from reiqa.errors import UnknownNameError
+from reiqa.models.efficientnet_lite import efficientnet_lite0
 
 #: name -> (constructor, pooled feature dimension)
 BACKBONES: dict[str, tuple[Callable[..., nn.Module], int]] = {
     "resnet18": (models.resnet18, 512),
     "resnet34": (models.resnet34, 512),
     "resnet50": (models.resnet50, 2048),
+    "efficientnet_lite0": (efficientnet_lite0, 1280),
 }
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: input normalisation name -> (mean, std) applied to [0, 1] RGB
+NORMS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "tf-lite": ((127 / 255,) * 3, (128 / 255,) * 3),
+}
 
 
 def feature_dim(arch: str) -> int:
@@ -38,9 +47,11 @@ def build_backbone(arch: str) -> nn.Module:
     """A randomly initialised torchvision ResNet (Kaiming fan-out convs, BN weight 1 and bias 0,
     as the official training) whose ``fc`` is the identity: it returns the global-average-pooled
     feature. Parameter names are torchvision's, which the official checkpoints also use."""
-    constructor, _ = _lookup(arch)
+    constructor, dim = _lookup(arch)
     net = constructor(weights=None)
-    net.fc = nn.Identity()
+    if hasattr(net, "fc"):
+        net.fc = nn.Identity()
+    net.feature_dim = dim
     return net
 
 
@@ -48,15 +59,17 @@ class InputNorm(nn.Module):
     """Per-channel (x - mean) / std with constant buffers; identity when ``kind`` is 'none'.
 
     The quality encoder sees raw [0, 1] RGB and the content encoder ImageNet-normalised RGB
-    (METHOD.md 3-4); this module is the one place where that difference lives."""
+    (METHOD.md 3-4); this module is the one place where that difference lives. 'tf-lite' is the
+    TensorFlow EfficientNet-Lite scaling, (255 x - 127) / 128."""
 
     def __init__(self, kind: str = "none") -> None:
         super().__init__()
-        if kind not in ("none", "imagenet"):
-            raise ValueError(f"input normalisation must be 'none' or 'imagenet', got {kind!r}")
+        if kind not in NORMS:
+            raise ValueError(f"input normalisation must be one of {sorted(NORMS)}, got {kind!r}")
         self.kind = kind
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        mean, std = NORMS[kind]
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.kind == "none":

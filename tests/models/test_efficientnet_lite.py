@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reiqa.features import FeatureModel
+from reiqa.models.backbones import InputNorm, build_backbone, feature_dim
+from reiqa.models.checkpoints import CheckpointError, load_encoder, save_encoder
+from reiqa.models.efficientnet_lite import EfficientNetLite, _same_pad, import_efficientnet_lite0
+
+# The key layout of the efficientnet-lite-pytorch package, written out here independently of
+# the module under test: (our prefix, their prefix) per part.
+PARTS = {
+    "expand": ("_expand_conv", "_bn0"),
+    "depthwise": ("_depthwise_conv", "_bn1"),
+    "project": ("_project_conv", "_bn2"),
+}
+
+
+def package_layout(net: EfficientNetLite) -> dict[str, torch.Tensor]:
+    """A state dict named as the PyPI package names it, with distinct random values."""
+    g = torch.Generator().manual_seed(1)
+    out = {}
+    for key, value in net.state_dict().items():
+        parts = key.split(".")
+        if parts[0] == "stem":
+            new = ("_conv_stem." if parts[1] == "conv" else "_bn0.") + parts[-1]
+        elif parts[0] == "head":
+            new = ("_conv_head." if parts[1] == "conv" else "_bn1.") + parts[-1]
+        else:
+            conv, bn = PARTS[parts[2]]
+            new = f"_blocks.{parts[1]}.{conv if parts[3] == 'conv' else bn}.{parts[-1]}"
+        out[new] = torch.rand(value.shape, generator=g) + 0.5 if value.is_floating_point() else value.clone()
+    out["_fc.weight"] = torch.randn(1000, 1280, generator=g)
+    out["_fc.bias"] = torch.randn(1000, generator=g)
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 7, 224, 225, 250, 333])
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_same_padding_gives_tensorflows_output_size_with_extra_pixel_right(n: int, kernel: int) -> None:
+    left, right, top, bottom = _same_pad(torch.Size([n, n + 1]), kernel, 2)
+    assert (top, bottom) == _same_pad(torch.Size([n, n]), kernel, 2)[2:]
+    x = torch.zeros(1, 1, n, n + 1)
+    y = F.conv2d(F.pad(x, (left, right, top, bottom)), torch.zeros(1, 1, kernel, kernel), stride=2)
+    assert y.shape[-2:] == (math.ceil(n / 2), math.ceil((n + 1) / 2))
+    assert 0 <= bottom - top <= 1 and 0 <= right - left <= 1
+
+
+def test_backbone_pools_1280_features_for_any_size() -> None:
+    net = build_backbone("efficientnet_lite0").eval()
+    assert feature_dim("efficientnet_lite0") == 1280 == net.feature_dim
+    with torch.inference_mode():
+        assert net(torch.rand(2, 3, 250, 333)).shape == (2, 1280)
+        assert net(torch.rand(1, 3, 17, 9)).shape == (1, 1280)
+    assert sum(p.numel() for p in net.parameters()) == pytest.approx(3.37e6, rel=0.02)
+
+
+def test_tf_lite_norm_maps_pixel_127_to_zero() -> None:
+    x = torch.tensor([0.0, 127 / 255, 1.0]).view(1, 3, 1, 1)
+    y = InputNorm("tf-lite")(x)
+    torch.testing.assert_close(y.flatten(), torch.tensor([-127 / 128, 0.0, 128 / 128]))
+
+
+def test_import_puts_every_package_tensor_in_its_place(tmp_path) -> None:
+    ref = EfficientNetLite()
+    state = package_layout(ref)
+    path = tmp_path / "efficientnet-lite0-test.pth"
+    torch.save(state, path)
+    net, classifier = import_efficientnet_lite0(path)
+    ours = net.state_dict()
+    for mine, theirs in [
+        ("stem.conv.weight", "_conv_stem.weight"),
+        ("stem.bn.running_var", "_bn0.running_var"),
+        ("blocks.0.depthwise.conv.weight", "_blocks.0._depthwise_conv.weight"),
+        ("blocks.3.expand.bn.bias", "_blocks.3._bn0.bias"),
+        ("blocks.15.project.conv.weight", "_blocks.15._project_conv.weight"),
+        ("head.bn.weight", "_bn1.weight"),
+    ]:
+        torch.testing.assert_close(ours[mine], state[theirs])
+    torch.testing.assert_close(classifier["weight"], state["_fc.weight"])
+    assert not net.training
+    assert len(ours) == len(state) - 2
+
+
+def test_import_names_the_file_and_the_stray_key(tmp_path) -> None:
+    state = package_layout(EfficientNetLite())
+    state["_blocks.3._se_reduce.weight"] = torch.zeros(1)
+    path = tmp_path / "b0-with-se.pth"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r"b0-with-se\.pth.*_se_reduce"):
+        import_efficientnet_lite0(path)
+    (tmp_path / "junk.pth").write_bytes(b"not a pickle")
+    with pytest.raises(CheckpointError, match=r"junk\.pth"):
+        import_efficientnet_lite0(tmp_path / "junk.pth")
+
+
+def test_saved_encoder_keeps_its_input_norm_in_features(tmp_path) -> None:
+    torch.manual_seed(0)
+    net = build_backbone("efficientnet_lite0").eval()
+    path = save_encoder(tmp_path / "content", net, arch="efficientnet_lite0", input_norm="tf-lite")
+    _, meta = load_encoder(path)
+    assert meta["input_norm"] == "tf-lite"
+    model = FeatureModel.from_files(None, path)
+    assert model.blocks() == [("content_full", 1280), ("content_half", 1280)]
+    x = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x)[:, :1280], net(x * 255 / 128 - 127 / 128), atol=1e-4, rtol=1e-4)
