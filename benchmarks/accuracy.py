@@ -1,13 +1,15 @@
 """Accuracy of a model on the CLIVE share with the project's evaluation protocol.
 
     .venv/bin/python benchmarks/accuracy.py --data ../shared/data --quality runs/quality/encoder.json \\
-        [--content runs/content/encoder.json] [--control] [--splits 10]
+        [--content runs/content/encoder.json ...] [--control] [--splits 10]
 
-Extracts features for ../shared/data/clive (cached under benchmarks/results/cache), runs 10
-random 70/10/20 splits (ridge strength on val by SRCC, metrics on test, median over splits) for
-all features and for each encoder alone, and with --control also for an untrained (randomly
-initialised) encoder of the same architecture, so that what training added is visible. Prints
-the table, writes the report (Markdown, JSON, scatter plots) and a JSON summary.
+Extracts features for ../shared/data/clive (cached under OUT/cache), runs 10 random 70/10/20
+splits (ridge strength on val by SRCC, metrics on test, median over splits) for all features and
+for each encoder alone, once per --content encoder (each paired with the quality encoder; the
+run is named after the content encoder's folder), and with --control also for an untrained
+(randomly initialised) encoder of the same architecture, so that what training added is
+visible. Prints the tables, writes the reports (Markdown, JSON, scatter plots) and a JSON
+summary.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--quality", type=Path, help="quality encoder.json")
-    ap.add_argument("--content", type=Path, help="content encoder.json")
+    ap.add_argument("--content", type=Path, action="append", default=[], help="content encoder.json")
     ap.add_argument(
         "--control", action="store_true", help="also an untrained encoder of the same architecture"
     )
@@ -46,10 +48,13 @@ def main() -> None:
     tune_allocator()
     labels = datasets.load("clive", args.data / "clive")
     models: list[tuple[str, FeatureModel]] = []
-    if args.quality or args.content:
-        models.append(("trained", FeatureModel.from_files(args.quality, args.content)))
+    for content in args.content:
+        name = f"quality + {content.parent.name}" if args.quality else content.parent.name
+        models.append((name, FeatureModel.from_files(args.quality, content)))
+    if args.quality and not args.content:
+        models.append(("trained", FeatureModel.from_files(args.quality, None)))
     if args.control:
-        arch = load_encoder(args.quality or args.content)[1]["arch"]
+        arch = load_encoder(args.quality or args.content[0])[1]["arch"]
         torch.manual_seed(0)
         models.append(("untrained control", FeatureModel(build_backbone(arch), None)))
     if not models:
@@ -66,7 +71,7 @@ def main() -> None:
             model, labels.paths, batch_size=8, device=args.device, cache=args.out / "cache", progress=True
         )
         seconds = time.perf_counter() - start
-        out = args.out / name.replace(" ", "-")
+        out = args.out / name.replace(" + ", "+").replace(" ", "-")
         report = evaluate_table(
             table, labels, out, n_splits=args.splits, title=f"CLIVE share, {name} encoders"
         )

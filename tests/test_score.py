@@ -245,3 +245,42 @@ def test_bundle_from_encoder_files_and_a_fitted_regressor(tmp_path, awkward_fold
     table = FeatureTable.load(feats)
     expected = model.regressor.predict(table.features)
     assert model.score([Path(p) for p in table.paths]) == pytest.approx(expected, rel=1e-2, abs=0.5)
+    # features extracted with other options (or other weights) cannot be bundled with these
+    refused = runner.invoke(
+        app,
+        [
+            "bundle",
+            "--quality",
+            str(tmp_path / "quality" / "encoder.json"),
+            "--regressor",
+            str(tmp_path / "reg"),
+            "--out",
+            str(tmp_path / "model-capped"),
+            "--max-side",
+            "16",
+        ],
+    )
+    assert isinstance(refused.exception, ModelError) and "feature options" in str(refused.exception)
+    assert not (tmp_path / "model-capped" / "model.json").exists()
+
+
+def test_bundle_keeps_each_encoders_input_normalisation(tmp_path) -> None:
+    torch.manual_seed(2)
+    rng = np.random.default_rng(2)
+    regressor = QualityRegressor(alphas=(1.0,)).fit(rng.normal(size=(8, 1024 + 2560)), rng.uniform(0, 1, 8))
+    model = bundle(
+        build_backbone("resnet18"),
+        build_backbone("efficientnet_lite0"),
+        regressor,
+        quality_arch="resnet18",
+        content_arch="efficientnet_lite0",
+        content_norm="tf-lite",
+        name="effnet content",
+    )
+    model.save(tmp_path / "m", half=False)
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["content"]["input_norm"] == "tf-lite" and meta["quality"]["input_norm"] == "none"
+    loaded = reiqa.load(tmp_path / "m")
+    assert loaded.features.content_norm.kind == "tf-lite"
+    x = textured_images(2, 48, 64)
+    np.testing.assert_allclose(loaded.score(x), model.score(x), rtol=1e-5, atol=1e-5)

@@ -296,12 +296,29 @@ def make_bundle(
     content: Annotated[Path | None, typer.Option(help="encoder.json, or an official .pth file.")] = None,
     name: Annotated[str, typer.Option(help="A name for the model card.")] = "reiqa model",
     half: Annotated[bool, typer.Option(help="Store the encoder weights as float16.")] = True,
+    max_side: Annotated[
+        int | None, typer.Option(help="As given to `reiqa features` for the regressor's features.")
+    ] = None,
+    min_side: Annotated[
+        int | None, typer.Option(help="As given to `reiqa features` for the regressor's features.")
+    ] = None,
+    compat: Annotated[bool, typer.Option(help="As given to `reiqa features`.")] = False,
 ) -> None:
     """Put encoders (ours or the official release) and a fitted regressor into one model folder
     that `reiqa score --model` and `reiqa.load(path)` read."""
     from reiqa.model import make_bundle as assemble
 
-    assemble(quality, content, regressor, out, name=name, half=half)
+    assemble(
+        quality,
+        content,
+        regressor,
+        out,
+        name=name,
+        half=half,
+        max_side=max_side,
+        min_side=min_side,
+        compat=compat,
+    )
     typer.echo(f"wrote {out}")
 
 

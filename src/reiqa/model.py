@@ -276,8 +276,15 @@ def make_bundle(
     *,
     name: str = "reiqa model",
     half: bool = True,
+    max_side: int | None = None,
+    min_side: int | None = None,
+    compat: bool = False,
 ) -> Path:
-    """Write a model folder from encoder files and a regressor folder (``reiqa bundle``)."""
+    """Write a model folder from encoder files and a regressor folder (``reiqa bundle``).
+
+    The feature options (``max_side``, ``min_side``, ``compat``) must be those the regressor's
+    features were extracted with: the bundle is refused when the encoders and options do not
+    reproduce the regressor's feature ``model_id``."""
     if quality is None and content is None:
         raise ModelError("a model needs a quality and/or a content encoder")
     regressor = QualityRegressor.load(regressor_dir)
@@ -294,7 +301,15 @@ def make_bundle(
         content_norm=c_norm,
         name=name,
         score={"range": info.get("score_range"), "higher_is_better": True, "source": info.get("scores")},
+        features={"max_side": max_side, "min_side": min_side, "compat": compat},
     )
+    expected = info.get("model_id")
+    if expected and model.features.model_id(max_side=max_side, min_side=min_side) != expected:
+        raise ModelError(
+            f"{regressor_dir}: the regressor was fitted on features of other encoder weights or other "
+            f"feature options (max_side, min_side, compat) than these; extract the features with the "
+            f"same encoders and options, then fit again"
+        )
     width = sum(w for _, w in model.features.blocks())
     if regressor.coef_ is not None and len(regressor.coef_) != width:
         raise ModelError(
