@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,28 +23,14 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import device_name, matmul_gflops  # noqa: E402
+
 from reiqa.io import load_image  # noqa: E402
 from reiqa.runtime import tune_allocator  # noqa: E402
 from reiqa.train.config import PRESETS, effective_lr  # noqa: E402
 from reiqa.train.data import limit_side  # noqa: E402
 from reiqa.train.loop import build_model, build_views, train_step  # noqa: E402
 from reiqa.train.optim import build_optimizer  # noqa: E402
-
-
-def matmul_gflops(device: torch.device, threads: int) -> float:
-    torch.set_num_threads(threads)
-    n = 4096 if device.type == "cuda" else 2048
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(2):
-        a @ b
-    sync()
-    reps = 20 if device.type == "cuda" else 5
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    sync()
-    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:
@@ -68,9 +53,7 @@ def main() -> None:
     peak = matmul_gflops(device, cores)
     paths = sorted((args.data / "clive" / "images").iterdir())[:64]
     results = {
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else (platform.processor() or platform.machine()),
+        "device": device_name(device),
         "threads": cores,
         "torch": torch.__version__,
         "matmul_gflops": peak,

@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 from sklearn.linear_model import Ridge
 
-from reiqa.regress import QualityRegressor, RegressorError
+from reiqa.regress import DEFAULT_ALPHAS, QualityRegressor, RegressorError
 
 
 @pytest.fixture
@@ -62,3 +62,17 @@ def test_bad_inputs(data) -> None:
         QualityRegressor().fit(x, y).predict(x[:, :3])
     with pytest.raises(RegressorError, match="method"):
         QualityRegressor(method="svr")
+
+
+def test_a_strength_at_the_end_of_the_grid_is_flagged() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 60))
+    x[:, 1:] += x[:, :1]  # correlated features, half of them useless, noisy scores
+    w = rng.normal(size=60)
+    w[:30] = 0
+    y = x @ w + 3 * rng.normal(size=120)
+    inside = QualityRegressor().fit(x, y)
+    assert min(DEFAULT_ALPHAS) < inside.alpha_ < max(DEFAULT_ALPHAS)
+    assert not inside.selection_["at_grid_edge"]
+    narrow = QualityRegressor(alphas=(1e-3, 1e-2, 1e-1)).fit(x, y)  # all weaker than the best
+    assert narrow.alpha_ == 1e-1 and narrow.selection_["at_grid_edge"]

@@ -210,6 +210,8 @@ def fit(
         f"fitted on {len(y)} images; alpha {reg.alpha_:g} chosen by {reg.selection_['by']} "
         f"(SRCC {reg.selection_['srcc']:.3f}); wrote {out}"
     )
+    if reg.selection_["at_grid_edge"]:
+        typer.echo(f"warning: alpha {reg.alpha_:g} is at the end of the search grid", err=True)
 
 
 @app.command()

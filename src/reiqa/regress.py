@@ -19,7 +19,9 @@ from sklearn.model_selection import KFold
 
 from reiqa.errors import ReiqaError
 
-DEFAULT_ALPHAS = tuple(float(a) for a in np.geomspace(1e-3, 1e3, 31))
+# 0.2-decade steps from 1e-3 to 1e5: ARNIQA's range (1e-3..1e3) is too narrow for thousands of
+# standardised features on a few hundred images (the strength settles near 1e3 or above).
+DEFAULT_ALPHAS = tuple(float(a) for a in np.geomspace(1e-3, 1e5, 41))
 DEFAULT_L1_RATIOS = (0.1, 0.5, 0.9)
 
 
@@ -131,6 +133,8 @@ class QualityRegressor:
             "srcc": float(scores[best]),
             "alpha": self.alpha_,
             "l1_ratio": self.l1_ratio_,
+            # the best strength is the grid's end: a wider grid might do better
+            "at_grid_edge": self.alpha_ in (min(self.alphas), max(self.alphas)),
         }
         return self
 
