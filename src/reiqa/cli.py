@@ -134,8 +134,11 @@ def features(
     """Extract Re-IQA features (quality and/or content encoder, full and half scale)."""
     from reiqa.features import FeatureModel, extract
     from reiqa.model import load
+    from reiqa.runtime import tune_allocator
     from reiqa.train.data import list_training_images
     from reiqa.train.loop import pick_device
+
+    tune_allocator()
 
     if (quality is None and content is None) == (model is None):
         raise typer.BadParameter("give --quality and/or --content, or --model")
@@ -257,7 +260,10 @@ def score(
     """Score images with a Re-IQA model; bad files are reported and skipped (exit status 3)."""
     from reiqa.jobs import expand_inputs, score_to_file
     from reiqa.model import load
+    from reiqa.runtime import tune_allocator
     from reiqa.train.loop import pick_device
+
+    tune_allocator()  # 2x faster on CPU: freed activations are reused instead of unmapped
 
     empty: list[str] = []
     paths = expand_inputs(inputs, recursive=recursive, empty=empty)

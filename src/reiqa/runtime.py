@@ -1,4 +1,5 @@
-"""Process-level settings for long CPU jobs (training, benchmarks). Nothing here runs at import."""
+"""Process-level settings for long CPU jobs (training, scoring, benchmarks). Nothing here runs at
+import."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ def tune_allocator() -> bool:
 
     The view pipeline allocates and frees many multi-megabyte tensors per item; by default glibc
     returns each to the OS and the next allocation page-faults it back in, which cost about 12 %
-    of the CPU time of a training item in our benchmark. Returns False (and changes nothing) where
-    the C library is not glibc."""
+    of the CPU time of a training item in our benchmark, and halved the speed of scoring
+    (``reiqa score`` and ``features`` call it; call it once in your own scoring scripts).
+    Returns False (and changes nothing) where the C library is not glibc."""
     if not sys.platform.startswith("linux"):
         return False
     name = ctypes.util.find_library("c")

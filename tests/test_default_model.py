@@ -1,0 +1,80 @@
+"""The embedded default model: it ships in the package, loads offline, and scores repeatably."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from typer.testing import CliRunner
+
+import reiqa
+from reiqa import distortions
+from reiqa.cli import app
+from reiqa.io import load_image, save_image
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return reiqa.load()
+
+
+@pytest.fixture(scope="module")
+def sample():
+    # a 160 x 200 crop of a shipped sample photo keeps the test fast
+    return load_image(SAMPLES / "kodim23.png")[:, 100:260, 150:350].contiguous()
+
+
+def test_ships_in_the_package_as_float16_safetensors_of_tens_of_mb(model) -> None:
+    folder = resources.files("reiqa") / "weights" / "default"
+    total = 0
+    for name in ("quality.safetensors", "content.safetensors"):
+        with resources.as_file(folder / name) as path, safe_open(str(path), "pt") as f:
+            dtypes = {f.get_tensor(k).dtype for k in f.keys() if "num_batches" not in k}  # noqa: SIM118
+            total += path.stat().st_size
+        assert dtypes == {torch.float16}
+    assert total < 40 * 2**20
+    assert folder.joinpath("README.md").is_file()
+    assert model.higher_is_better and model.score_range is not None
+    assert model.meta["content"]["arch"] == "efficientnet_lite0"
+    assert model.meta["content"]["input_norm"] == "tf-lite"
+
+
+def test_the_same_image_gets_the_same_score_every_time(model, sample) -> None:
+    first = model.score(sample)
+    assert isinstance(first, float) and np.isfinite(first)
+    assert model.score(sample) == first
+    batch = model.score(torch.stack([sample, sample.flip(-1), sample]))
+    assert batch[0] == pytest.approx(first, abs=1e-4) and batch[2] == pytest.approx(first, abs=1e-4)
+    assert reiqa.load().score(sample) == pytest.approx(first, abs=1e-6)  # a fresh load, same number
+
+
+def test_api_path_list_and_cli_agree(model, sample, tmp_path) -> None:
+    path = save_image(sample, tmp_path / "crop.png")
+    from_tensor = model.score(load_image(path))
+    assert model.score(path) == pytest.approx(from_tensor, abs=1e-6)
+    assert model.score([path, tmp_path / "missing.png"])[0] == pytest.approx(from_tensor, abs=1e-6)
+    result = CliRunner().invoke(app, ["score", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"{from_tensor:.3f}" in result.output
+
+
+def test_heavy_blur_and_downscaling_lower_the_score(model, sample) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = sample.unsqueeze(0)
+    pristine = model.score(x)[0]
+    for kind in ("lens_blur", "gaussian_blur", "resize_bicubic", "motion_blur"):
+        assert model.score(distortions.apply(x, kind, 4, generator=g))[0] < pristine - 10, kind
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cpu_and_cuda_agree(sample) -> None:
+    x = torch.stack([sample, sample.flip(-1)])
+    cpu = reiqa.load().score(x)
+    cuda = reiqa.load().to("cuda").score(x)
+    np.testing.assert_allclose(cuda, cpu, atol=1e-3, rtol=0)
