@@ -109,3 +109,26 @@ def test_saved_encoder_keeps_its_input_norm_in_features(tmp_path) -> None:
     x = torch.rand(1, 3, 64, 64)
     with torch.inference_mode():
         torch.testing.assert_close(model(x)[:, :1280], net(x * 255 / 128 - 127 / 128), atol=1e-4, rtol=1e-4)
+
+
+def test_import_encoder_command_writes_a_described_encoder(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from reiqa.cli import app
+    from reiqa.features import file_hash
+
+    source = tmp_path / "efficientnet-lite0-x.pth"
+    torch.save(package_layout(EfficientNetLite()), source)
+    result = CliRunner().invoke(
+        app, ["import-encoder", str(source), "--from", "efficientnet-lite0", "-o", str(tmp_path / "enc")]
+    )
+    assert result.exit_code == 0, result.output
+    net, meta = load_encoder(tmp_path / "enc.json")
+    assert (meta["arch"], meta["input_norm"]) == ("efficientnet_lite0", "tf-lite")
+    assert meta["source_sha256"] == file_hash(source)
+    ref, _ = import_efficientnet_lite0(source)
+    x = torch.rand(1, 3, 40, 52)
+    with torch.inference_mode():
+        torch.testing.assert_close(net.eval()(x), ref(x))
+    bad = CliRunner().invoke(app, ["import-encoder", str(source), "--from", "vgg", "-o", str(tmp_path / "v")])
+    assert bad.exit_code != 0 and "--from" in bad.output
