@@ -44,9 +44,10 @@ def _lookup(arch: str) -> tuple[Callable[..., nn.Module], int]:
 
 
 def build_backbone(arch: str) -> nn.Module:
-    """A randomly initialised torchvision ResNet (Kaiming fan-out convs, BN weight 1 and bias 0,
-    as the official training) whose ``fc`` is the identity: it returns the global-average-pooled
-    feature. Parameter names are torchvision's, which the official checkpoints also use."""
+    """A randomly initialised backbone that returns the global-average-pooled feature, its width
+    in ``feature_dim``. ResNets are torchvision's (Kaiming fan-out convs, BN weight 1 and bias 0,
+    as the official training) with ``fc`` the identity; their parameter names are torchvision's,
+    which the official checkpoints also use. EfficientNet-Lite0 is ``reiqa.models.efficientnet_lite``."""
     constructor, dim = _lookup(arch)
     net = constructor(weights=None)
     if hasattr(net, "fc"):
