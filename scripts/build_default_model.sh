@@ -32,11 +32,13 @@ if [ ! -f "$WORK/content/encoder.json" ]; then
         --from efficientnet-lite0 --out "$WORK/content/encoder"
 fi
 
-# 3. features of the 862 CLIVE images, 4. ridge on their opinion scores, 5. the bundle
+# 3. features of the 862 CLIVE images, 4. ridge on their opinion scores, 5. the bundle.
+# The model downscales images larger than 1024 px (longer side); no CLIVE image is that large.
+MAX_SIDE=1024
 "$REIQA" features "$DATA/clive/images" --quality "$QUALITY" --content "$WORK/content/encoder.json" \
-    --out "$WORK/clive-features.safetensors" --cache "$WORK/cache" --device cpu
+    --max-side "$MAX_SIDE" --out "$WORK/clive-features.safetensors" --cache "$WORK/cache" --device cpu
 "$REIQA" fit --features "$WORK/clive-features.safetensors" --scores "$DATA/clive/mos.csv" \
     --images "$DATA/clive/images" --out "$WORK/regressor"
 "$REIQA" bundle --quality "$QUALITY" --content "$WORK/content/encoder.json" \
-    --regressor "$WORK/regressor" --out "$OUT" --name "reiqa-default-clive (ResNet-18 quality + EfficientNet-Lite0 content)"
+    --regressor "$WORK/regressor" --max-side "$MAX_SIDE" --out "$OUT" --name "reiqa-default-clive (ResNet-18 quality + EfficientNet-Lite0 content)"
 echo "wrote $OUT (add its README.md model card by hand)"

@@ -78,3 +78,24 @@ def test_cpu_and_cuda_agree(sample) -> None:
     cpu = reiqa.load().score(x)
     cuda = reiqa.load().to("cuda").score(x)
     np.testing.assert_allclose(cuda, cpu, atol=1e-3, rtol=0)
+
+
+def test_large_images_are_downscaled_to_the_models_cap_unless_asked(sample, tmp_path) -> None:
+    from reiqa.features import cap_size
+
+    model = reiqa.load()
+    assert model.max_side == 1024
+    wide = torch.nn.functional.interpolate(sample[None], size=(96, 1300), mode="bilinear")[0].clamp(0, 1)
+    capped = cap_size(wide, max_side=1024)
+    assert capped.shape[-1] == 1024
+    assert model.score(wide) == pytest.approx(model.score(capped), abs=1e-4)
+    path = save_image(wide, tmp_path / "wide.png")
+    decoded = load_image(path)  # 8-bit
+    assert model.score(path) == pytest.approx(model.score(cap_size(decoded, max_side=1024)), abs=1e-4)
+    full = CliRunner().invoke(app, ["score", str(path), "--max-side", "0"])
+    assert full.exit_code == 0, full.output
+    model.max_side = None
+    assert f"{model.score(path):.3f}" in full.output
+    assert abs(model.score(path) - model.score(cap_size(decoded, max_side=1024))) > 1e-3
+    with pytest.raises(ValueError, match="max_side"):
+        model.max_side = 0

@@ -256,6 +256,12 @@ def score(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     workers: Annotated[int, typer.Option(min=0, help="Decoding processes.")] = 0,
+    max_side: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Downscale images whose longer side is larger (0: full size). Default: the model's."
+        ),
+    ] = None,
 ) -> None:
     """Score images with a Re-IQA model; bad files are reported and skipped (exit status 3)."""
     from reiqa.jobs import expand_inputs, score_to_file
@@ -270,6 +276,8 @@ def score(
     for item in empty:
         typer.echo(f"skipped: {item}: no image files found there", err=True)
     net = load(None if model == "default" else model).to(pick_device(device))
+    if max_side is not None:
+        net.max_side = max_side or None
     summary = score_to_file(
         net,
         paths,

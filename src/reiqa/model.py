@@ -87,6 +87,19 @@ class ReIQA:
     def name(self) -> str:
         return str(self.meta.get("name", "reiqa model"))
 
+    @property
+    def max_side(self) -> int | None:
+        """Images whose longer side exceeds this are downscaled (antialiased) before scoring;
+        None scores them at full size. The model card sets it; setting it changes the scores of
+        larger images (the regressor saw images up to this size)."""
+        return self.meta.get("features", {}).get("max_side")
+
+    @max_side.setter
+    def max_side(self, value: int | None) -> None:
+        if value is not None and value < 1:
+            raise ValueError(f"max_side must be a positive number of pixels or None, got {value}")
+        self.meta = {**self.meta, "features": {**self.meta.get("features", {}), "max_side": value}}
+
     def to(self, device: str | torch.device) -> ReIQA:
         self.device = torch.device(device)
         self.features = self.features.to(self.device)
