@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,21 @@ def test_an_explicit_directory_named_like_an_image_is_reported(model_dir, awkwar
         ],
     )
     assert result.exit_code == 3 and "folder.jpg: no image files found" in result.output
+
+
+def test_the_pixel_limit_named_in_the_error_is_an_option(model_dir, awkward_folder) -> None:
+    args = [
+        "score",
+        str(awkward_folder / "large.jpg"),
+        str(awkward_folder / "gray.jpg"),
+        "--model",
+        str(model_dir),
+    ]
+    assert runner.invoke(app, args).exit_code == 0
+    limited = runner.invoke(app, [*args, "--max-pixels", "500000"])
+    assert limited.exit_code == 3
+    assert "large.jpg: the image is 1200x900" in limited.output and "--max-pixels" in limited.output
+    assert re.search(r"gray\.jpg\s+-?\d+\.\d{3}", limited.output)  # the other file is still scored
 
 
 def test_resume_after_a_crash_scores_only_what_is_missing(model_dir, awkward_folder, tmp_path) -> None:

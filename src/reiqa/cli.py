@@ -11,6 +11,7 @@ import torch
 import typer
 
 from reiqa.errors import ReiqaError
+from reiqa.io import DEFAULT_MAX_PIXELS
 
 app = typer.Typer(
     name="reiqa",
@@ -130,6 +131,9 @@ def features(
     compat: Annotated[bool, typer.Option(help="The official demos' half scale (8-bit).")] = False,
     model: Annotated[Path | None, typer.Option(help="Take the encoders of a model folder instead.")] = None,
     amp: Annotated[str, typer.Option(help="none, bf16 or fp16 (autocast).")] = "none",
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Refuse images with more pixels (checked before decoding).")
+    ] = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Extract Re-IQA features (quality and/or content encoder, full and half scale)."""
     from reiqa.features import FeatureModel, extract
@@ -158,6 +162,7 @@ def features(
         cache=cache,
         progress=True,
         amp=amp,
+        max_pixels=max_pixels,
     )
     table.save(out)
     for _, cause in table.failures:
@@ -262,6 +267,9 @@ def score(
             min=0, help="Downscale images whose longer side is larger (0: full size). Default: the model's."
         ),
     ] = None,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Refuse images with more pixels (checked before decoding).")
+    ] = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Score images with a Re-IQA model; bad files are reported and skipped (exit status 3)."""
     from reiqa.jobs import expand_inputs, score_to_file
@@ -285,6 +293,7 @@ def score(
         batch_size=batch_size,
         workers=workers,
         progress=output is not None and len(paths) > 20,
+        max_pixels=max_pixels,
     )
     for r in summary.records:
         if r.error:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from reiqa.errors import ImageLoadError, ReiqaError
-from reiqa.io import load_image
+from reiqa.io import DEFAULT_MAX_PIXELS, load_image
 from reiqa.models.backbones import InputNorm
 from reiqa.models.checkpoints import load_encoder
 
@@ -174,16 +174,23 @@ class DecodedImages(Dataset):
     file that cannot be read; used with ``collate_list`` so a batch keeps its failures."""
 
     def __init__(
-        self, paths: Sequence[Path], *, max_side: int | None = None, min_side: int | None = None
+        self,
+        paths: Sequence[Path],
+        *,
+        max_side: int | None = None,
+        min_side: int | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.paths, self.max_side, self.min_side = list(paths), max_side, min_side
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[int, Tensor | None, str | None]:
         try:
-            image = cap_size(load_image(self.paths[i]), max_side=self.max_side, min_side=self.min_side)
+            image = load_image(self.paths[i], max_pixels=self.max_pixels)
+            image = cap_size(image, max_side=self.max_side, min_side=self.min_side)
             return i, image, None
         except ImageLoadError as exc:
             return i, None, str(exc)
@@ -323,6 +330,7 @@ def extract(
     progress: bool = False,
     channels_last: bool = True,
     amp: str = "none",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> FeatureTable:
     """Features for image files. Images of the same size are batched; unreadable files are
     skipped and listed in ``failures``; with ``cache``, images already done are not recomputed.
@@ -345,7 +353,7 @@ def extract(
         rows.update({i: store.get(d) for i, d in enumerate(digests) if d and d in store})
     failures: list[tuple[Path, str]] = []
     loader = DataLoader(
-        DecodedImages([paths[i] for i in todo], max_side=max_side, min_side=min_side),
+        DecodedImages([paths[i] for i in todo], max_side=max_side, min_side=min_side, max_pixels=max_pixels),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=collate_list,

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reiqa.io import find_images
+from reiqa.io import DEFAULT_MAX_PIXELS, find_images
 from reiqa.model import ReIQA, ScoreRecord
 
 FIELDS = ("path", "score", "error")
@@ -131,6 +131,7 @@ def score_to_file(
     batch_size: int = 8,
     workers: int = 0,
     progress: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> JobSummary:
     """Score ``paths``; with ``output``, append to it and skip what it already holds."""
     done = read_done(output) if output is not None else {}
@@ -139,7 +140,10 @@ def score_to_file(
     new: list[ScoreRecord] = []
     batch: list[ScoreRecord] = []
     try:
-        for record in model.score_files(todo, batch_size=batch_size, workers=workers, progress=progress):
+        records = model.score_files(
+            todo, batch_size=batch_size, workers=workers, progress=progress, max_pixels=max_pixels
+        )
+        for record in records:
             new.append(record)
             batch.append(record)
             if writer is not None and len(batch) >= batch_size:

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from reiqa.errors import ReiqaError
 from reiqa.features import DecodedImages, FeatureModel, cap_size, collate_list
-from reiqa.io import load_image
+from reiqa.io import DEFAULT_MAX_PIXELS, load_image
 from reiqa.models.backbones import build_backbone
 from reiqa.models.checkpoints import load_state_strict
 from reiqa.regress import QualityRegressor
@@ -141,14 +141,26 @@ class ReIQA:
         return np.array([math.nan if r.score is None else r.score for r in records])
 
     def score_files(
-        self, paths: Sequence[str | Path], *, batch_size: int = 8, workers: int = 0, progress: bool = False
+        self,
+        paths: Sequence[str | Path],
+        *,
+        batch_size: int = 8,
+        workers: int = 0,
+        progress: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> Iterator[ScoreRecord]:
-        """One ScoreRecord per path, in order, batches of same-size images run together."""
+        """One ScoreRecord per path, in order, batches of same-size images run together. Files
+        over ``max_pixels`` (width x height, checked before decoding) are refused."""
         from torch.utils.data import DataLoader
 
         opts = self.meta.get("features", {})
         loader = DataLoader(
-            DecodedImages(list(paths), max_side=opts.get("max_side"), min_side=opts.get("min_side")),
+            DecodedImages(
+                list(paths),
+                max_side=opts.get("max_side"),
+                min_side=opts.get("min_side"),
+                max_pixels=max_pixels,
+            ),
             batch_size=batch_size,
             num_workers=workers,
             collate_fn=collate_list,
