@@ -57,6 +57,9 @@ def distort(
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed for the random types.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Refuse images with more pixels (checked before decoding).")
+    ] = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Apply one synthetic distortion to an image, or render every type and level as a sheet."""
     if list_:
@@ -70,7 +73,7 @@ def distort(
     from reiqa.sheet import distortion_sheet
 
     dev = _device(device)
-    x = io.load_image(image).to(dev)
+    x = io.load_image(image, max_pixels=max_pixels).to(dev)
     generator = torch.Generator(dev).manual_seed(seed)
     if sheet:
         picture = distortion_sheet(x, tile=tile, compat=compat, generator=generator)
