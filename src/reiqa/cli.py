@@ -295,7 +295,7 @@ def score(
         output,
         batch_size=batch_size,
         workers=workers,
-        progress=output is not None and len(paths) > 20,
+        progress=len(paths) > 20,  # on stderr; the table (without --output) comes at the end
         max_pixels=max_pixels,
     )
     for r in summary.records:
