@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from reiqa.datasets._common import (
     check_not_empty,
     check_unique,
@@ -66,18 +64,7 @@ def load(root: Path) -> LabelTable:
         label_file=label_file,
         fix=f"extract the AGIQA-3K images into {root / IMAGE_DIRS[0]}",
     )
-    return LabelTable(
-        dataset="agiqa3k",
-        root=root,
-        paths=paths,
-        scores=np.array(scores),
-        std=np.array(std),
-        reference=None,
-        distortion=None,
-        split=None,
-        higher_is_better=True,
-        score_range=_RANGE,
-    )
+    return SPEC.table(root, paths, scores, std=std)
 
 
 def _image_dir(root: Path, first: str) -> Path:

@@ -67,6 +67,31 @@ class DatasetSpec:
                 f"DatasetSpec {self.name!r}: score_range must be (low, high), got {self.score_range}"
             )
 
+    def table(
+        self,
+        root: Path,
+        paths: Sequence[Path],
+        scores: Sequence[float] | np.ndarray,
+        *,
+        std: Sequence[float] | np.ndarray | None = None,
+        reference: list[str] | None = None,
+        distortion: list[str] | None = None,
+        split: list[str] | None = None,
+    ) -> LabelTable:
+        """The LabelTable of this database: its name, score direction and range come from here."""
+        return LabelTable(
+            dataset=self.name,
+            root=root,
+            paths=list(paths),
+            scores=np.asarray(scores, dtype=np.float64),
+            std=None if std is None else np.asarray(std, dtype=np.float64),
+            reference=reference,
+            distortion=distortion,
+            split=split,
+            higher_is_better=self.higher_is_better,
+            score_range=self.score_range,
+        )
+
 
 @dataclass
 class LabelTable:

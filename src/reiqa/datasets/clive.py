@@ -24,7 +24,6 @@ No official split; published results use random 80/20 or 70/10/20 splits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +99,7 @@ def _load_release(root: Path) -> LabelTable:
     paths = locate_images(
         root / "Images", names, label_file=names_file, fix=f"extract the release's Images/ folder into {root}"
     )
-    return _table(root, paths, mos, std)
+    return SPEC.table(root, paths, mos, std=std)
 
 
 def _load_simple(root: Path) -> LabelTable:
@@ -114,24 +113,7 @@ def _load_simple(root: Path) -> LabelTable:
     paths = locate_images(
         root / "images", names, label_file=label_file, fix=f"copy the images into {root / 'images'}"
     )
-    return _table(root, paths, mos, std)
-
-
-def _table(
-    root: Path, paths: list[Path], mos: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray
-) -> LabelTable:
-    return LabelTable(
-        dataset="clive",
-        root=root,
-        paths=paths,
-        scores=np.asarray(mos, dtype=np.float64),
-        std=np.asarray(std, dtype=np.float64),
-        reference=None,
-        distortion=None,
-        split=None,
-        higher_is_better=True,
-        score_range=_RANGE,
-    )
+    return SPEC.table(root, paths, mos, std=std)
 
 
 SPEC = DatasetSpec(

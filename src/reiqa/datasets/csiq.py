@@ -32,8 +32,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from reiqa.datasets._common import (
     cell_text,
     check_not_empty,
@@ -107,18 +105,7 @@ def load(root: Path) -> LabelTable:
     paths = locate_images(
         root / "dst_imgs", names, label_file=label_file, fix=f"extract dst_imgs.zip into {root}/dst_imgs"
     )
-    return LabelTable(
-        dataset="csiq",
-        root=root,
-        paths=paths,
-        scores=np.array(scores),
-        std=np.array(std),
-        reference=reference,
-        distortion=distortion,
-        split=None,
-        higher_is_better=False,
-        score_range=_RANGE,
-    )
+    return SPEC.table(root, paths, scores, std=std, reference=reference, distortion=distortion)
 
 
 SPEC = DatasetSpec(

@@ -78,18 +78,7 @@ def load(root: Path) -> LabelTable:
         label_file=label_file,
         fix=f"run FLIVE_Database's database_prep.ipynb so the images land in {root}",
     )
-    return LabelTable(
-        dataset="flive",
-        root=root,
-        paths=paths,
-        scores=scores,
-        std=None,
-        reference=None,
-        distortion=None,
-        split=split,
-        higher_is_better=True,
-        score_range=_RANGE,
-    )
+    return SPEC.table(root, paths, scores, split=split)
 
 
 def _read_split(train_val_file: Path, test_file: Path, names: list[str]) -> list[str]:

@@ -22,8 +22,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
-
 from reiqa.datasets._common import (
     check_not_empty,
     check_unique,
@@ -113,18 +111,7 @@ def load(root: Path) -> LabelTable:
         label_file=label_file,
         fix=f"extract the KADID-10k images into {root / IMAGE_DIR}",
     )
-    return LabelTable(
-        dataset="kadid10k",
-        root=root,
-        paths=paths,
-        scores=np.array(scores),
-        std=np.array(std),
-        reference=reference,
-        distortion=distortion,
-        split=None,
-        higher_is_better=True,
-        score_range=_RANGE,
-    )
+    return SPEC.table(root, paths, scores, std=std, reference=reference, distortion=distortion)
 
 
 SPEC = DatasetSpec(

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from reiqa.datasets._common import (
     check_not_empty,
     check_unique,
@@ -70,18 +68,7 @@ def load(root: Path) -> LabelTable:
     paths = locate_images(
         image_dir, names, label_file=label_file, fix=f"extract the whole KonIQ-10k archive into {image_dir}"
     )
-    return LabelTable(
-        dataset="koniq10k",
-        root=root,
-        paths=paths,
-        scores=np.array(scores),
-        std=np.array(std),
-        reference=None,
-        distortion=None,
-        split=split,
-        higher_is_better=True,
-        score_range=_RANGE,
-    )
+    return SPEC.table(root, paths, scores, std=std, split=split)
 
 
 def _read_sets(path: Path, names: list[str]) -> list[str]:

@@ -91,17 +91,8 @@ def load(root: Path) -> LabelTable:
     paths = locate_images(
         root, names, label_file=dmos_file, fix=f"extract the five distortion folders of Release 2 into {root}"
     )
-    return LabelTable(
-        dataset="live",
-        root=root,
-        paths=paths,
-        scores=dmos[keep],
-        std=None,
-        reference=[Path(refnames[i]).stem for i in keep],
-        distortion=distortion,
-        split=None,
-        higher_is_better=False,
-        score_range=_RANGE,
+    return SPEC.table(
+        root, paths, dmos[keep], reference=[Path(refnames[i]).stem for i in keep], distortion=distortion
     )
 
 

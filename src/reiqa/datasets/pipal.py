@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from reiqa.datasets._common import (
     check_not_empty,
     check_unique,
@@ -73,17 +71,12 @@ def load(root: Path) -> LabelTable:
     check_unique(names, path=label_dir, where=wheres)
     paths = _locate(root, names, sources)
     stems = [Path(name).stem.split("_") for name in names]
-    return LabelTable(
-        dataset="pipal",
-        root=root,
-        paths=paths,
-        scores=np.array(scores),
-        std=None,
+    return SPEC.table(
+        root,
+        paths,
+        scores,
         reference=[parts[0] for parts in stems],
         distortion=[parts[1] for parts in stems],
-        split=None,
-        higher_is_better=True,
-        score_range=_RANGE,
     )
 
 

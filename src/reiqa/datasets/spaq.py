@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from reiqa.datasets._common import (
     cell_text,
     check_not_empty,
@@ -73,18 +71,7 @@ def load(root: Path) -> LabelTable:
     paths = locate_images(
         root / IMAGE_DIR, names, label_file=label_file, fix=f"extract the SPAQ images into {root / IMAGE_DIR}"
     )
-    return LabelTable(
-        dataset="spaq",
-        root=root,
-        paths=paths,
-        scores=np.array(scores),
-        std=None,
-        reference=None,
-        distortion=None,
-        split=None,
-        higher_is_better=True,
-        score_range=_RANGE,
-    )
+    return SPEC.table(root, paths, scores)
 
 
 SPEC = DatasetSpec(
