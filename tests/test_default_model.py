@@ -40,6 +40,7 @@ def test_ships_in_the_package_as_float16_safetensors_of_tens_of_mb(model) -> Non
         assert dtypes == {torch.float16}
     assert total < 40 * 2**20
     assert folder.joinpath("README.md").is_file()
+    assert "Apache License" in folder.joinpath("LICENSE-content-encoder.txt").read_text(encoding="utf-8")
     assert model.higher_is_better and model.score_range is not None
     assert model.meta["content"]["arch"] == "efficientnet_lite0"
     assert model.meta["content"]["input_norm"] == "tf-lite"
