@@ -238,20 +238,13 @@ def test_bundle_from_encoder_files_and_a_fitted_regressor(tmp_path, awkward_fold
         ],
     )
     assert fitted.exit_code == 0, fitted.output
-    made = runner.invoke(
-        app,
-        [
-            "bundle",
-            "--quality",
-            str(tmp_path / "quality" / "encoder.json"),
-            "--regressor",
-            str(tmp_path / "reg"),
-            "--out",
-            str(tmp_path / "model"),
-            "--name",
-            "mine",
-        ],
-    )
+
+    def make_bundle(out: str, *options: str):
+        encoder = tmp_path / "quality" / "encoder.json"
+        args = ["bundle", "--quality", str(encoder), "--regressor", str(tmp_path / "reg")]
+        return runner.invoke(app, [*args, "--out", str(tmp_path / out), *options])
+
+    made = make_bundle("model", "--name", "mine")
     assert made.exit_code == 0, made.output
     model = reiqa.load(tmp_path / "model")
     assert model.name == "mine" and model.score_range == (5.0, 55.0)
@@ -262,20 +255,7 @@ def test_bundle_from_encoder_files_and_a_fitted_regressor(tmp_path, awkward_fold
     expected = model.regressor.predict(table.features)
     assert model.score([Path(p) for p in table.paths]) == pytest.approx(expected, rel=1e-2, abs=0.5)
     # features extracted with other options (or other weights) cannot be bundled with these
-    refused = runner.invoke(
-        app,
-        [
-            "bundle",
-            "--quality",
-            str(tmp_path / "quality" / "encoder.json"),
-            "--regressor",
-            str(tmp_path / "reg"),
-            "--out",
-            str(tmp_path / "model-capped"),
-            "--max-side",
-            "16",
-        ],
-    )
+    refused = make_bundle("model-capped", "--max-side", "16")
     assert isinstance(refused.exception, ModelError) and "feature options" in str(refused.exception)
     assert not (tmp_path / "model-capped" / "model.json").exists()
 
