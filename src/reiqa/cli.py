@@ -13,6 +13,11 @@ import typer
 from reiqa.errors import ReiqaError
 from reiqa.io import DEFAULT_MAX_PIXELS
 
+#: the --max-pixels option of every command that decodes images
+MaxPixels = Annotated[
+    int, typer.Option(min=1, help="Refuse images with more pixels (checked before decoding).")
+]
+
 app = typer.Typer(
     name="reiqa",
     help="No-reference image quality assessment with Re-IQA.",
@@ -57,9 +62,7 @@ def distort(
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed for the random types.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
-    max_pixels: Annotated[
-        int, typer.Option(min=1, help="Refuse images with more pixels (checked before decoding).")
-    ] = DEFAULT_MAX_PIXELS,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Apply one synthetic distortion to an image, or render every type and level as a sheet."""
     if list_:
@@ -134,9 +137,7 @@ def features(
     compat: Annotated[bool, typer.Option(help="The official demos' half scale (8-bit).")] = False,
     model: Annotated[Path | None, typer.Option(help="Take the encoders of a model folder instead.")] = None,
     amp: Annotated[str, typer.Option(help="none, bf16 or fp16 (autocast).")] = "none",
-    max_pixels: Annotated[
-        int, typer.Option(min=1, help="Refuse images with more pixels (checked before decoding).")
-    ] = DEFAULT_MAX_PIXELS,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Extract Re-IQA features (quality and/or content encoder, full and half scale)."""
     from reiqa.features import FeatureModel, extract
@@ -270,9 +271,7 @@ def score(
             min=0, help="Downscale images whose longer side is larger (0: full size). Default: the model's."
         ),
     ] = None,
-    max_pixels: Annotated[
-        int, typer.Option(min=1, help="Refuse images with more pixels (checked before decoding).")
-    ] = DEFAULT_MAX_PIXELS,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Score images with a Re-IQA model; bad files are reported and skipped (exit status 3)."""
     from reiqa.jobs import expand_inputs, score_to_file
