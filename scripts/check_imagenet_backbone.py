@@ -17,7 +17,7 @@ from torchvision.models import ResNet18_Weights
 
 from reiqa.io import find_images, load_image
 from reiqa.models.backbones import InputNorm
-from reiqa.models.efficientnet_lite import import_efficientnet_lite0
+from reiqa.models.importers import import_efficientnet_lite0
 
 
 def main(weights: str, inputs: list[str]) -> None:

@@ -9,12 +9,12 @@ from reiqa.models.backbones import build_backbone
 from reiqa.models.checkpoints import (
     CheckpointError,
     find_checkpoint,
-    import_official,
     load_checkpoint,
     load_encoder,
     save_checkpoint,
     save_encoder,
 )
+from reiqa.models.importers import import_official
 from reiqa.models.moco import Encoder, MoCo
 
 

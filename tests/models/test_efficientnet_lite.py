@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from reiqa.features import FeatureModel
 from reiqa.models.backbones import InputNorm, build_backbone, feature_dim
 from reiqa.models.checkpoints import CheckpointError, load_encoder, save_encoder
-from reiqa.models.efficientnet_lite import EfficientNetLite, _same_pad, import_efficientnet_lite0
+from reiqa.models.efficientnet_lite import EfficientNetLite, _same_pad
+from reiqa.models.importers import import_efficientnet_lite0
 
 # The key layout of the efficientnet-lite-pytorch package, written out here independently of
 # the module under test: (our prefix, their prefix) per part.
@@ -115,7 +116,7 @@ def test_import_encoder_command_writes_a_described_encoder(tmp_path) -> None:
     from typer.testing import CliRunner
 
     from reiqa.cli import app
-    from reiqa.features import file_hash
+    from reiqa.inputs import file_sha256
 
     source = tmp_path / "efficientnet-lite0-x.pth"
     torch.save(package_layout(EfficientNetLite()), source)
@@ -125,7 +126,7 @@ def test_import_encoder_command_writes_a_described_encoder(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     net, meta = load_encoder(tmp_path / "enc.json")
     assert (meta["arch"], meta["input_norm"]) == ("efficientnet_lite0", "tf-lite")
-    assert meta["source_sha256"] == file_hash(source)
+    assert meta["source_sha256"] == file_sha256(source)
     ref, _ = import_efficientnet_lite0(source)
     x = torch.rand(1, 3, 40, 52)
     with torch.inference_mode():

