@@ -15,7 +15,6 @@ from reiqa.errors import ImageLoadError
 from reiqa.io import (
     IMAGE_SUFFIXES,
     LoadResult,
-    find_images,
     load_image,
     load_images,
     save_image,
@@ -494,57 +493,6 @@ def test_to_pil_rejects_bad_input() -> None:
         to_pil(torch.zeros(1, 3, 4, 4))
     with pytest.raises(TypeError, match="floating"):
         to_pil(torch.zeros(3, 4, 4, dtype=torch.uint8))
-
-
-# --- finding files ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    for rel in ["b.png", "a.JPG", "c.Png", "notes.txt", "sub/d.webp", "sub/deeper/e.tif", "sub/x.csv"]:
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_bytes(b"x")
-    (tmp_path / "folder.png").mkdir()
-    return tmp_path
-
-
-def test_find_images_in_directory(tree: Path) -> None:
-    assert find_images([tree]) == [tree / "a.JPG", tree / "b.png", tree / "c.Png"]
-
-
-def test_find_images_recursive(tree: Path) -> None:
-    assert find_images([tree], recursive=True) == [
-        tree / "a.JPG",
-        tree / "b.png",
-        tree / "c.Png",
-        tree / "sub" / "d.webp",
-        tree / "sub" / "deeper" / "e.tif",
-    ]
-
-
-def test_find_images_globs(tree: Path) -> None:
-    assert find_images([str(tree / "*.p*")]) == [tree / "b.png"]  # glob itself is case-sensitive here
-    assert find_images([str(tree / "**" / "*.tif")]) == [tree / "sub" / "deeper" / "e.tif"]
-    with pytest.raises(FileNotFoundError, match=r"\*\.gif"):
-        find_images([str(tree / "*.gif")])
-
-
-def test_find_images_order_duplicates_and_explicit_files(tree: Path) -> None:
-    found = find_images([tree / "sub" / "d.webp", tree / "notes.txt", tree, str(tree / "b.png")])
-    assert found == [
-        tree / "sub" / "d.webp",
-        tree / "notes.txt",
-        tree / "a.JPG",
-        tree / "b.png",
-        tree / "c.Png",
-    ]
-
-
-def test_find_images_missing_input(tree: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nothing-here"):
-        find_images([tree, tree / "nothing-here"])
-    with pytest.raises(TypeError, match="list"):
-        find_images(str(tree))  # type: ignore[arg-type]
 
 
 def test_image_suffixes_are_lower_case() -> None:

@@ -29,3 +29,25 @@ class UnknownNameError(ReiqaError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the whole message
         return str(self.args[0])
+
+
+class ConfigError(ReiqaError, ValueError):
+    """A configuration value (training config, view config, feature options, model card) is out of
+    range, of the wrong type, or unknown. The message names the field and the allowed values."""
+
+
+class DataError(ReiqaError, ValueError):
+    """A list of input images could not be built (no images found, a CSV list without a path
+    column)."""
+
+
+class CheckpointError(ReiqaError, ValueError):
+    """A checkpoint or encoder file is missing, unreadable, or does not fit the model."""
+
+
+class FeatureError(ReiqaError, ValueError):
+    """A feature file or cache is unusable."""
+
+
+class ModelError(ReiqaError, ValueError):
+    """A model bundle is missing files, or its parts do not fit together."""

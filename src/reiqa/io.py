@@ -12,7 +12,6 @@ passed ours, while it is decoded), under a lock, restoring the old value afterwa
 
 from __future__ import annotations
 
-import glob
 import os
 import secrets
 import stat
@@ -35,10 +34,10 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "SUPPORTED_MODES",
     "LoadResult",
-    "find_images",
     "load_image",
     "load_images",
     "save_image",
+    "save_pil",
     "to_pil",
     "to_tensor",
 ]
@@ -60,7 +59,7 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
         ".pbm", ".pgm", ".ppm", ".pnm",
     }
 )  # fmt: skip
-"""Lower-case suffixes that :func:`find_images` treats as images when it scans a directory."""
+"""Lower-case suffixes that ``reiqa.inputs.find_images`` treats as images when it scans a directory."""
 
 _SAVE_FORMATS: dict[str, str] = {
     ".png": "PNG",
@@ -344,6 +343,16 @@ def load_images(
     return result
 
 
+def _save_format(path: StrPath) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in _SAVE_FORMATS:
+        raise ValueError(
+            f"{path}: cannot save images with suffix {Path(path).suffix!r}; "
+            f"use one of {', '.join(_SAVE_FORMATS)}"
+        )
+    return _SAVE_FORMATS[suffix]
+
+
 def save_image(image: Tensor, path: StrPath, *, quality: int = 95) -> Path:
     """Write a float image to a file, atomically.
 
@@ -363,25 +372,25 @@ def save_image(image: Tensor, path: StrPath, *, quality: int = 95) -> Path:
     Raises:
         ValueError: the suffix is not one of the above, or ``quality`` is outside 1..100.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in _SAVE_FORMATS:
-        raise ValueError(
-            f"{path}: cannot save images with suffix {path.suffix!r}; use one of {', '.join(_SAVE_FORMATS)}"
-        )
+    _save_format(path)
     if not isinstance(quality, int) or not 1 <= quality <= 100:
         raise ValueError(f"quality must be an int in 1..100, got {quality!r}")
-    fmt = _SAVE_FORMATS[suffix]
-    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    pil_image = to_pil(image)
+    return save_pil(to_pil(image), path, quality=quality)
 
+
+def save_pil(image: Image.Image, path: StrPath, *, quality: int = 95) -> Path:
+    """Write a Pillow image atomically (see :func:`save_image`: format by suffix, temporary file
+    flushed to disk then moved over ``path``)."""
+    path = Path(path)
+    fmt = _save_format(path)
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     # 0o666 less the umask, like an ordinary new file (mkstemp would make it 0o600).
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            pil_image.save(f, format=fmt, **options)
+            image.save(f, format=fmt, **options)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -389,56 +398,3 @@ def save_image(image: Tensor, path: StrPath, *, quality: int = 95) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
-
-
-def _is_glob(text: str) -> bool:
-    return any(c in text for c in "*?[")
-
-
-def find_images(inputs: Iterable[StrPath], *, recursive: bool = False) -> list[Path]:
-    """Expand files, directories and glob patterns into a list of image files.
-
-    A file is kept as given, whatever its suffix (loading will report it if it is not an image).
-    A directory gives its files whose suffix, in lower case, is in :data:`IMAGE_SUFFIXES`, sorted;
-    with ``recursive=True`` also those in its subdirectories, sorted by path. A pattern containing
-    ``*``, ``?`` or ``[`` that is not an existing path is expanded with :func:`glob.glob` (``**``
-    matches any depth) and gives the matching image files, sorted. The order of ``inputs`` is kept
-    and a file reached twice is listed once, where it first appeared.
-
-    Args:
-        inputs: paths of files or directories, or glob patterns.
-        recursive: also scan subdirectories of directory inputs.
-
-    Returns:
-        The image files, as paths built from the inputs (not resolved).
-
-    Raises:
-        FileNotFoundError: an input does not exist, or a pattern matches no image file.
-        TypeError: ``inputs`` is a single path rather than a collection of them.
-    """
-    if isinstance(inputs, str | os.PathLike):
-        raise TypeError(
-            f"find_images takes a list of paths, got the single path {inputs!r}; wrap it in a list"
-        )
-    found: list[Path] = []
-    seen: set[str] = set()
-    for item in inputs:
-        path = Path(item)
-        if path.is_file():
-            batch = [path]
-        elif path.is_dir():
-            children = path.rglob("*") if recursive else path.iterdir()
-            batch = sorted(p for p in children if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        elif _is_glob(os.fspath(item)):
-            matches = (Path(m) for m in glob.glob(os.fspath(item), recursive=True))
-            batch = sorted(p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            if not batch:
-                raise FileNotFoundError(f"{item}: no image files match this pattern")
-        else:
-            raise FileNotFoundError(f"{item}: no such file or directory")
-        for p in batch:
-            key = os.path.normcase(os.path.abspath(p))
-            if key not in seen:
-                seen.add(key)
-                found.append(p)
-    return found

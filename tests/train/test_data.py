@@ -3,8 +3,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from reiqa.errors import DataError
+from reiqa.inputs import list_training_images
 from reiqa.io import save_image
-from reiqa.train.data import DataError, ImageFiles, StepSampler, collate, item_seed, list_training_images
+from reiqa.train.data import ImageFiles, StepSampler, collate, item_seed
 from tests.conftest import textured_images
 
 
@@ -15,20 +17,6 @@ def folder(tmp_path):
         save_image(images[i], tmp_path / "imgs" / f"{i}.png")
     (tmp_path / "imgs" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     return tmp_path / "imgs"
-
-
-def test_list_from_folder_and_csv(folder, tmp_path) -> None:
-    from_folder = list_training_images([folder])
-    assert len(from_folder) == 6  # the broken file is listed; it fails when loaded
-    csv = tmp_path / "list.csv"
-    csv.write_text("Image_path\nimgs/0.png\nimgs/3.png\n")
-    assert [p.name for p in list_training_images([csv])] == ["0.png", "3.png"]
-    bad = tmp_path / "bad.csv"
-    bad.write_text("name\n0.png\n")
-    with pytest.raises(DataError, match="column"):
-        list_training_images([bad])
-    with pytest.raises(FileNotFoundError):
-        list_training_images([tmp_path / "missing"])
 
 
 def test_bad_images_are_replaced_and_reported(folder) -> None:

@@ -11,7 +11,8 @@ import torchvision.transforms.v2 as T
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from reiqa.content_views import (
+from reiqa.errors import ConfigError
+from reiqa.views.content import (
     JITTER_NAMES,
     ContentViewConfig,
     ContentViewParams,
@@ -20,7 +21,6 @@ from reiqa.content_views import (
     blur_kernel_size,
     draw_content_view,
 )
-from reiqa.views import ConfigError
 from tests.conftest import textured_images
 
 SMALL = ContentViewConfig(size=32)

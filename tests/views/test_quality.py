@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reiqa.views import ConfigError, QualityViewConfig, QualityViews
+from reiqa.errors import ConfigError
+from reiqa.views import QualityViewConfig, QualityViews
 from tests.conftest import textured_images
 
 SMALL = QualityViewConfig(patch_size=32, n_aug=5, n_scale=2, margin=4)

@@ -16,8 +16,8 @@ import numpy as np
 
 from reiqa.datasets._common import check_unique, missing_images, parse_float, read_csv, read_csv_header
 from reiqa.datasets.base import SPLITS, DatasetError, LabelTable
+from reiqa.inputs import IMAGE_COLUMNS, find_column
 
-IMAGE_COLUMNS = ("image", "image_name", "img_name", "name", "filename", "file", "path", "image_path", "img")
 SCORE_COLUMNS = ("score", "mos", "mos_quality", "quality", "rating", "label")
 STD_COLUMNS = ("std", "mos_std", "sd", "std_quality")
 
@@ -55,7 +55,7 @@ def load_csv(
     header = read_csv_header(path, what="score table")
     image_column = _column(path, header, image_column, IMAGE_COLUMNS, "image", "image_column")
     score_column = _column(path, header, score_column, SCORE_COLUMNS, "score", "score_column")
-    std_column = next((h for name in STD_COLUMNS for h in header if h.lower() == name), None)
+    std_column = find_column(header, STD_COLUMNS)
     rows = read_csv(path, [image_column, score_column], what="score table")
     if len(rows) < 2:
         raise DatasetError(f"{path}: {len(rows)} data row(s); at least 2 images with scores are needed")
@@ -114,10 +114,9 @@ def _column(
         if given not in header:
             raise DatasetError(f"{path}: no column {given!r} (it has {header}); pass {arg}= one of them")
         return given
-    for name in guesses:
-        for column in header:
-            if column.lower() == name:
-                return column
+    found = find_column(header, guesses)
+    if found is not None:
+        return found
     raise DatasetError(
         f"{path}: no {what} column among the usual names {list(guesses)} (it has {header}); "
         f"pass {arg}= one of them"

@@ -14,9 +14,19 @@ import torch
 from torch import Tensor
 
 from reiqa.distortions import _kernels
+from reiqa.distortions._kernels import round_to_uint8_grid
 from reiqa.distortions.catalog import BY_NAME, CATALOG, NUM_LEVELS, DistortionSpec, get
 
-__all__ = ["BY_NAME", "CATALOG", "NUM_LEVELS", "DistortionSpec", "apply", "get", "sample_params"]
+__all__ = [
+    "BY_NAME",
+    "CATALOG",
+    "NUM_LEVELS",
+    "DistortionSpec",
+    "apply",
+    "get",
+    "round_to_uint8_grid",
+    "sample_params",
+]
 
 TypesLike = int | str | Tensor | Sequence[int | str]
 LevelsLike = int | Tensor | Sequence[int]

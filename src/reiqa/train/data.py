@@ -6,7 +6,6 @@ what an uninterrupted one would have."""
 
 from __future__ import annotations
 
-import csv
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,51 +16,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from reiqa.errors import ImageLoadError, ReiqaError
-from reiqa.io import IMAGE_SUFFIXES, find_images, load_image
+from reiqa.errors import DataError, ImageLoadError
+from reiqa.io import load_image
 
-CSV_COLUMNS = ("Image_path", "image_path", "path", "image", "file")  # the first one found is used
 MAX_ATTEMPTS = 16  # a bad image is replaced by the next index, this many times at most
-
-
-class DataError(ReiqaError, ValueError):
-    """The training image list could not be built."""
-
-
-def list_training_images(sources: Sequence[str | Path]) -> list[Path]:
-    """Expand folders (recursively), glob patterns, image files and CSV lists (a column named
-    one of CSV_COLUMNS; relative paths are taken from the CSV's folder) into one list."""
-    paths: list[Path] = []
-    for source in sources:
-        source = Path(source)
-        if source.suffix.lower() == ".csv" and source.is_file():
-            paths.extend(read_image_list(source))
-        else:
-            paths.extend(find_images([source], recursive=True))
-    seen: set[Path] = set()
-    unique = [p for p in paths if not (p in seen or seen.add(p))]
-    if not unique:
-        raise DataError(
-            f"no images found in {[str(s) for s in sources]} (suffixes: {sorted(IMAGE_SUFFIXES)})"
-        )
-    return unique
-
-
-def read_image_list(path: Path) -> list[Path]:
-    """Image paths from a CSV list (a column named one of CSV_COLUMNS; relative paths are taken
-    from the CSV's folder)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        column = next((c for c in CSV_COLUMNS if reader.fieldnames and c in reader.fieldnames), None)
-        if column is None:
-            raise DataError(f"{path}: needs a column named one of {CSV_COLUMNS}, found {reader.fieldnames}")
-        return [
-            (path.parent / row[column]).resolve()
-            if not Path(row[column]).is_absolute()
-            else Path(row[column])
-            for row in reader
-            if row[column]
-        ]
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:

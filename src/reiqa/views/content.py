@@ -51,7 +51,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 from torchvision.transforms import InterpolationMode
 
-from reiqa.views import ConfigError
+from reiqa.errors import ConfigError
 
 JITTER_NAMES = ("brightness", "contrast", "saturation", "hue")
 """Colour-jitter operations, indexed as torchvision's ``ColorJitter`` indexes them."""

@@ -44,13 +44,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from reiqa import distortions
-from reiqa.errors import ReiqaError
+from reiqa.errors import ConfigError
+from reiqa.resize import half_scale, half_scale_unfiltered, upscale_to_min_side
 
 NUM_TYPES = len(distortions.CATALOG)
-
-
-class ConfigError(ReiqaError, ValueError):
-    """A configuration value is out of range."""
 
 
 @dataclass(frozen=True)
@@ -135,23 +132,6 @@ def _fit_offsets(
     x_hi = min(room_x, math.floor(p - cfg.min_overlap * p * p / (p - y)))
     x = _randint(x_lo, x_hi + 1, generator) if x_lo <= x_hi else min(room_x, max(x_lo, 0))
     return y, min(x, room_x)
-
-
-def _half(images: Tensor, compat: bool) -> Tensor:
-    h, w = images.shape[-2:]
-    if compat:
-        return F.interpolate(images, size=(h // 2, w // 2), mode="bicubic", align_corners=True)
-    half = F.interpolate(images, size=(h // 2, w // 2), mode="bicubic", antialias=True, align_corners=False)
-    return half.clamp(0.0, 1.0)  # bicubic overshoots at edges
-
-
-def _at_least(images: Tensor, side: int) -> Tensor:
-    h, w = images.shape[-2:]
-    if h >= side and w >= side:
-        return images
-    scale = side / min(h, w)
-    size = (max(side, round(h * scale)), max(side, round(w * scale)))
-    return F.interpolate(images, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
 
 
 def _center_crop_padded(images: Tensor, size: int) -> Tensor:
@@ -258,7 +238,7 @@ class QualityViews:
         for members in by_shape.values():
             base = torch.stack([regions[i][0] for i in members])  # (G, 3, h, w)
             if cfg.compat:  # the official pipeline only ever sees 8-bit images
-                base = distortions._kernels.round_to_uint8_grid(base)
+                base = distortions.round_to_uint8_grid(base)
             g = len(members)
             buffer = torch.empty(cfg.versions, g, *base.shape[1:], dtype=base.dtype, device=base.device)
             buffer[0] = base
@@ -299,7 +279,11 @@ class QualityViews:
         p = cfg.patch_size
         v = cfg.versions
         swap = v // 2  # the official (n_aug + 1) // 2
-        scales = [stack] if cfg.n_scale == 1 else [stack, _half(stack, cfg.compat)]
+        scales = (
+            [stack]
+            if cfg.n_scale == 1
+            else [stack, (half_scale_unfiltered(stack) if cfg.compat else half_scale(stack))]
+        )
         for s, views in enumerate(scales):
             y, x = offsets[s]
             slots = out[s * v : (s + 1) * v]
@@ -314,7 +298,7 @@ class QualityViews:
                 slots[:, :3], slots[:, 3:] = a, b
                 continue
             margin = cfg.margin // (2**s)
-            a, b = self._pair(_at_least(views, p), y, x, margin, inner, generator)
+            a, b = self._pair(upscale_to_min_side(views, p), y, x, margin, inner, generator)
             if not cfg.swap_crops:
                 kept = slice(None)
             slots[kept, :3], slots[kept, 3:] = a[kept], b[kept]
