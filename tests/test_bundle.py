@@ -15,8 +15,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import reiqa
+from reiqa.bundle import ScoreSpec, assemble
 from reiqa.cli import app
-from reiqa.model import ModelError, bundle
+from reiqa.errors import ModelError
 from reiqa.models.backbones import build_backbone
 from reiqa.regress import QualityRegressor
 from tests.conftest import textured_images
@@ -29,14 +30,14 @@ def model_dir(tmp_path_factory):
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     regressor = QualityRegressor(alphas=(1.0,)).fit(rng.normal(size=(12, 1024)), rng.uniform(0, 100, 12))
-    model = bundle(
+    model = assemble(
         build_backbone("resnet18"),
         None,
         regressor,
         quality_arch="resnet18",
         content_arch=None,
         name="test model",
-        score={"range": [0, 100], "higher_is_better": True},
+        score=ScoreSpec(range=(0, 100)),
     )
     return model.save(tmp_path_factory.mktemp("model") / "bundle")
 
@@ -179,7 +180,8 @@ def test_json_output_and_api_agree_with_the_cli(model_dir, awkward_folder, tmp_p
     assert model.score(files[0]) == model.score(files[0])  # deterministic
     x = textured_images(2, 40, 40)
     batch = model.score(x)
-    assert batch.shape == (2,) and model.score(x[0]) == pytest.approx(batch[0], abs=1e-6)
+    # float32 encoders: one image alone and in a batch of two differ by ~1e-7 relative (oneDNN)
+    assert batch.shape == (2,) and model.score(x[0]) == pytest.approx(batch[0], abs=1e-4)
     with pytest.raises(reiqa.ImageLoadError, match=r"text\.jpg"):
         model.score(awkward_folder / "text.jpg")
 
@@ -264,7 +266,7 @@ def test_bundle_keeps_each_encoders_input_normalisation(tmp_path) -> None:
     torch.manual_seed(2)
     rng = np.random.default_rng(2)
     regressor = QualityRegressor(alphas=(1.0,)).fit(rng.normal(size=(8, 1024 + 2560)), rng.uniform(0, 1, 8))
-    model = bundle(
+    model = assemble(
         build_backbone("resnet18"),
         build_backbone("efficientnet_lite0"),
         regressor,

@@ -42,8 +42,8 @@ def test_ships_in_the_package_as_float16_safetensors_of_tens_of_mb(model) -> Non
     assert folder.joinpath("README.md").is_file()
     assert "Apache License" in folder.joinpath("LICENSE-content-encoder.txt").read_text(encoding="utf-8")
     assert model.higher_is_better and model.score_range is not None
-    assert model.meta["content"]["arch"] == "efficientnet_lite0"
-    assert model.meta["content"]["input_norm"] == "tf-lite"
+    assert model.card.content.arch == "efficientnet_lite0"
+    assert model.card.content.input_norm == "tf-lite"
 
 
 def test_the_same_image_gets_the_same_score_every_time(model, sample) -> None:
@@ -82,7 +82,7 @@ def test_cpu_and_cuda_agree(sample) -> None:
 
 
 def test_large_images_are_downscaled_to_the_models_cap_unless_asked(sample, tmp_path) -> None:
-    from reiqa.features import cap_size
+    from reiqa.resize import cap_size
 
     model = reiqa.load()
     assert model.max_side == 1024

@@ -3,11 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from reiqa.features import FeatureModel, FeatureTable, cap_size, extract, half_scale
+from reiqa.features import FeatureModel, FeatureTable, extract
 from reiqa.io import save_image
 from reiqa.models.backbones import build_backbone
+from reiqa.resize import half_scale
 from tests.conftest import textured_images
 
 
@@ -26,22 +26,6 @@ def test_layout_is_quality_full_half_then_content_full_half(model) -> None:
         torch.testing.assert_close(f[:, :512], model.quality(x))
         torch.testing.assert_close(f[:, 512:1024], model.quality(half_scale(x)))
         torch.testing.assert_close(f[:, 1024:1536], model.content(model.content_norm(x)))
-
-
-def test_half_scale_is_pillows_bicubic_resize() -> None:
-    x = torch.round(textured_images(1, 61, 90) * 255) / 255
-    pil = Image.fromarray((x[0].permute(1, 2, 0) * 255).round().byte().numpy()).resize(
-        (45, 30), Image.BICUBIC
-    )
-    ours = half_scale(x, compat=True)[0].permute(1, 2, 0).mul(255).round().numpy()
-    assert np.abs(ours - np.asarray(pil, dtype=np.float64)).max() <= 1.0
-
-
-def test_cap_size_never_upscales() -> None:
-    x = torch.rand(3, 400, 600)
-    assert cap_size(x, max_side=300).shape == (3, 200, 300)
-    assert cap_size(x, min_side=200).shape == (3, 200, 300)
-    assert cap_size(x, max_side=1000).shape == (3, 400, 600)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from reiqa.errors import ImageLoadError, ReiqaError, UnknownNameError
 
 if TYPE_CHECKING:
-    from reiqa.model import ReIQA
+    from reiqa.bundle import ReIQA
 
 __version__ = "0.1.0.dev0"
 
@@ -19,7 +19,7 @@ __all__ = ["ImageLoadError", "ReiqaError", "UnknownNameError", "__version__", "l
 
 
 def load(path: str | os.PathLike[str] | None = None) -> ReIQA:
-    """A Re-IQA model: the embedded default (no argument) or a model folder. See reiqa.model."""
-    from reiqa.model import load as _load
+    """A Re-IQA model: the embedded default (no argument) or a model folder. See reiqa.bundle."""
+    from reiqa.bundle import load as _load
 
     return _load(path)

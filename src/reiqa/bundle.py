@@ -2,22 +2,26 @@
 
 A bundle is a folder::
 
-    model.json              format, name, encoders (arch, input_norm), score range and direction,
+    model.json              the model card (``ModelCard``): format, name, encoders (architecture,
+                            input normalisation, weights file), score range and direction,
                             feature options
     quality.safetensors     quality encoder backbone (float16 or float32)
     content.safetensors     content encoder backbone (optional)
     regressor.json / regressor.safetensors
 
 ``reiqa.load()`` returns the embedded default model (when the package ships one),
-``reiqa.load(path)`` a user's bundle. Nothing is downloaded.
+``reiqa.load(path)`` a user's bundle. Nothing is downloaded. Every field of ``model.json`` is
+checked when it is read: a wrong type or value is a ``ModelError`` naming the file and the field.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,21 +31,151 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from reiqa.errors import ReiqaError
-from reiqa.features import DecodedImages, FeatureModel, cap_size, collate_list
+from reiqa.errors import ConfigError, ModelError
+from reiqa.features import FeatureModel, FeatureOptions, encode, iter_features
 from reiqa.io import DEFAULT_MAX_PIXELS, load_image
-from reiqa.models.backbones import build_backbone
-from reiqa.models.checkpoints import load_state_strict
+from reiqa.models.backbones import BACKBONES, NORMS, build_backbone
+from reiqa.models.checkpoints import load_encoder, load_state_strict
+from reiqa.models.importers import import_official
 from reiqa.regress import QualityRegressor
+from reiqa.resize import cap_size
+
+__all__ = ["FORMAT", "EncoderSpec", "ModelCard", "ReIQA", "ScoreRecord", "ScoreSpec", "assemble", "load"]
 
 FORMAT = "reiqa-model-1"
-#: images of one size that go through the encoders together, at most this many pixels in all
-#: (eight 500x500, two 1024x768; a 12 Mpx photo alone)
-MAX_PIXELS_PER_FORWARD = 2**21
+ROLES = ("quality", "content")
+DEFAULT_NORMS = {"quality": "none", "content": "imagenet"}
 
 
-class ModelError(ReiqaError, ValueError):
-    """A model bundle is missing files or does not fit together."""
+# -- the model card ------------------------------------------------------------------------------
+
+
+def _fields(raw: object, cls: type, where: str) -> dict[str, Any]:
+    """``raw`` as keyword arguments of dataclass ``cls``: an object with only known keys."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be an object, got {raw!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
+    return dict(raw)
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """One encoder of a bundle: its architecture, the input normalisation it was trained with,
+    and its weights file inside the bundle folder (a plain file name)."""
+
+    arch: str
+    input_norm: str
+    file: str
+
+    def check(self, role: str) -> None:
+        if self.arch not in BACKBONES:
+            raise ConfigError(f"{role}.arch: unknown architecture {self.arch!r}; one of {sorted(BACKBONES)}")
+        if self.input_norm not in NORMS:
+            raise ConfigError(f"{role}.input_norm: {self.input_norm!r} is not one of {sorted(NORMS)}")
+        if not isinstance(self.file, str) or not self.file or Path(self.file).name != self.file:
+            raise ConfigError(f"{role}.file must be a file name inside the model folder, got {self.file!r}")
+
+    @classmethod
+    def from_dict(cls, raw: object, role: str) -> EncoderSpec:
+        values = _fields(raw, cls, role)
+        values.setdefault("input_norm", DEFAULT_NORMS[role])
+        values.setdefault("file", f"{role}.safetensors")
+        if "arch" not in values:
+            raise ConfigError(f"{role}.arch is missing")
+        spec = cls(**values)
+        spec.check(role)
+        return spec
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """What the scores mean: their range on the training data, their direction, and where the
+    opinion scores came from (a file name and hash, never a machine path)."""
+
+    range: tuple[float, float] | None = None
+    higher_is_better: bool = True
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.range is not None:
+            ok = isinstance(self.range, list | tuple) and len(self.range) == 2
+            ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in self.range)
+            if not ok or not math.isfinite(self.range[0]) or not math.isfinite(self.range[1]):
+                raise ConfigError(f"score.range must be two finite numbers or null, got {self.range!r}")
+            object.__setattr__(self, "range", (float(self.range[0]), float(self.range[1])))
+        if not isinstance(self.higher_is_better, bool):
+            raise ConfigError(f"score.higher_is_better must be true or false, got {self.higher_is_better!r}")
+        if self.source is not None and not isinstance(self.source, str):
+            raise ConfigError(f"score.source must be a string or null, got {self.source!r}")
+
+    @classmethod
+    def from_dict(cls, raw: object) -> ScoreSpec:
+        return cls(**_fields(raw, cls, "score"))
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The contents of ``model.json``."""
+
+    name: str = "reiqa model"
+    quality: EncoderSpec | None = None
+    content: EncoderSpec | None = None
+    score: ScoreSpec = field(default_factory=ScoreSpec)
+    features: FeatureOptions = field(default_factory=FeatureOptions)
+    format: str = FORMAT
+
+    def __post_init__(self) -> None:
+        if self.format != FORMAT:
+            raise ConfigError(
+                f"format {self.format!r}, expected {FORMAT!r} (a model of another reiqa version?)"
+            )
+        if not isinstance(self.name, str):
+            raise ConfigError(f"name must be a string, got {self.name!r}")
+        if self.quality is None and self.content is None:
+            raise ConfigError("a model needs a quality and/or a content encoder")
+        for role in ROLES:
+            spec = getattr(self, role)
+            if spec is not None:
+                spec.check(role)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "name": self.name,
+            "quality": dataclasses.asdict(self.quality) if self.quality else None,
+            "content": dataclasses.asdict(self.content) if self.content else None,
+            "score": {**dataclasses.asdict(self.score), "range": list(self.score.range or []) or None},
+            "features": self.features.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object) -> ModelCard:
+        values = _fields(raw, cls, "model.json")
+        if "format" not in values:
+            raise ConfigError(f"format is missing, expected {FORMAT!r}")
+        for role in ROLES:
+            if values.get(role) is not None:
+                values[role] = EncoderSpec.from_dict(values[role], role)
+        values["score"] = ScoreSpec.from_dict(values.get("score", {}))
+        values["features"] = FeatureOptions.from_dict(values.get("features", {}))
+        return cls(**values)
+
+    @classmethod
+    def read(cls, path: Path) -> ModelCard:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path}: cannot read the model card ({exc})") from exc
+        try:
+            return cls.from_dict(raw)
+        except (ConfigError, TypeError) as exc:
+            raise ModelError(f"{path}: {exc}") from exc
+
+
+# -- the model -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -51,13 +185,13 @@ class ScoreRecord:
     error: str | None = None
 
 
-def _load_backbone(path: Path, arch: str) -> torch.nn.Module:
-    if not path.is_file():
-        raise ModelError(f"{path}: missing encoder weights")
-    backbone = build_backbone(arch)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    load_state_strict(backbone, state, path)
-    return backbone
+def _check_width(features: FeatureModel, regressor: QualityRegressor, where: object, fix: str) -> None:
+    width = sum(w for _, w in features.blocks())
+    if regressor.coef_ is not None and len(regressor.coef_) != width:
+        raise ModelError(
+            f"{where}: the regressor was fitted on {len(regressor.coef_)} features, these encoders give "
+            f"{width}; {fix}"
+        )
 
 
 class ReIQA:
@@ -65,40 +199,38 @@ class ReIQA:
     (N, 3, H, W) float in [0, 1]) and returns a float or an array; ``score_files`` yields one
     record per file, with the error of files that cannot be read (batch jobs go on)."""
 
-    def __init__(self, features: FeatureModel, regressor: QualityRegressor, meta: dict[str, Any]) -> None:
+    def __init__(self, features: FeatureModel, regressor: QualityRegressor, card: ModelCard) -> None:
         # channels-last convolutions: 35 % faster on CPU (oneDNN), the layout cuDNN prefers too
         self.features = features.to(memory_format=torch.channels_last)
         self.regressor = regressor
-        self.meta = meta
+        self.card = card
         self.device = torch.device("cpu")
-
-    # -- properties from the card -------------------------------------------------------------
 
     @property
     def higher_is_better(self) -> bool:
-        return bool(self.meta.get("score", {}).get("higher_is_better", True))
+        return self.card.score.higher_is_better
 
     @property
     def score_range(self) -> tuple[float, float] | None:
-        r = self.meta.get("score", {}).get("range")
-        return (float(r[0]), float(r[1])) if r else None
+        return self.card.score.range
 
     @property
     def name(self) -> str:
-        return str(self.meta.get("name", "reiqa model"))
+        return self.card.name
 
     @property
     def max_side(self) -> int | None:
         """Images whose longer side exceeds this are downscaled (antialiased) before scoring;
         None scores them at full size. The model card sets it; setting it changes the scores of
         larger images (the regressor saw images up to this size)."""
-        return self.meta.get("features", {}).get("max_side")
+        return self.card.features.max_side
 
     @max_side.setter
     def max_side(self, value: int | None) -> None:
         if value is not None and value < 1:
             raise ValueError(f"max_side must be a positive number of pixels or None, got {value}")
-        self.meta = {**self.meta, "features": {**self.meta.get("features", {}), "max_side": value}}
+        options = dataclasses.replace(self.card.features, max_side=value)
+        self.card = dataclasses.replace(self.card, features=options)
 
     def to(self, device: str | torch.device) -> ReIQA:
         self.device = torch.device(device)
@@ -107,10 +239,6 @@ class ReIQA:
 
     # -- scoring --------------------------------------------------------------------------------
 
-    def _prepare(self, image: Tensor) -> Tensor:
-        opts = self.meta.get("features", {})
-        return cap_size(image, max_side=opts.get("max_side"), min_side=opts.get("min_side"))
-
     @torch.inference_mode()
     def score_tensor(self, images: Tensor) -> np.ndarray:
         """(N, 3, H, W) float in [0, 1], one size -> (N,) float64 scores."""
@@ -118,14 +246,10 @@ class ReIQA:
             images = images.unsqueeze(0)
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (3, H, W) or (N, 3, H, W), got {tuple(images.shape)}")
-        prepared = torch.stack([self._prepare(im) for im in images.float()]) if images.shape[0] else images
-        return self._score_prepared(prepared)
-
-    @torch.inference_mode()
-    def _score_prepared(self, images: Tensor) -> np.ndarray:
-        """Scores of (N, 3, H, W) images already capped by the model's size options."""
-        x = images.to(self.device).contiguous(memory_format=torch.channels_last)
-        return self.regressor.predict(self.features(x).cpu().numpy())
+        opts = self.card.features
+        capped = [cap_size(im, max_side=opts.max_side, min_side=opts.min_side) for im in images.float()]
+        prepared = torch.stack(capped) if capped else images
+        return self.regressor.predict(encode(self.features, prepared))
 
     def score(
         self, inputs: str | Path | Sequence[str | Path] | Tensor, *, batch_size: int = 8
@@ -149,47 +273,22 @@ class ReIQA:
         progress: bool = False,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> Iterator[ScoreRecord]:
-        """One ScoreRecord per path, in order, batches of same-size images run together. Files
-        over ``max_pixels`` (width x height, checked before decoding) are refused."""
-        from torch.utils.data import DataLoader
-
-        opts = self.meta.get("features", {})
-        loader = DataLoader(
-            DecodedImages(
-                list(paths),
-                max_side=opts.get("max_side"),
-                min_side=opts.get("min_side"),
-                max_pixels=max_pixels,
-            ),
+        """One ScoreRecord per path, in order (see ``reiqa.features.iter_features``). Files over
+        ``max_pixels`` (width x height, checked before decoding) are refused."""
+        for rows in iter_features(
+            self.features,
+            paths,
+            options=self.card.features,
             batch_size=batch_size,
-            num_workers=workers,
-            collate_fn=collate_list,
-        )
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(paths), unit="img", dynamic_ncols=True)
-        for items in loader:
-            scores: dict[int, float] = {}
-            by_shape: dict[tuple[int, ...], list[tuple[int, Tensor]]] = {}
-            for i, image, _ in items:
-                if image is not None:
-                    by_shape.setdefault(tuple(image.shape), []).append((i, image))
-            for shape, group in by_shape.items():
-                # images already capped by DecodedImages; large ones go through the encoders a
-                # few at a time, which bounds memory and keeps activations in cache
-                step = max(1, MAX_PIXELS_PER_FORWARD // (shape[1] * shape[2]))
-                for start in range(0, len(group), step):
-                    chunk = group[start : start + step]
-                    values = self._score_prepared(torch.stack([im for _, im in chunk]))
-                    scores.update({i: float(v) for (i, _), v in zip(chunk, values, strict=True)})
-            for i, _, error in items:
-                yield ScoreRecord(str(paths[i]), scores.get(i), error)
-            if bar is not None:
-                bar.update(len(items))
-        if bar is not None:
-            bar.close()
+            workers=workers,
+            progress=progress,
+            max_pixels=max_pixels,
+        ):
+            good = [r for r in rows if r.features is not None]
+            values = self.regressor.predict(np.stack([r.features for r in good])) if good else []
+            scores = {r.index: float(v) for r, v in zip(good, values, strict=True)}
+            for r in rows:
+                yield ScoreRecord(str(paths[r.index]), scores.get(r.index), r.error)
 
     # -- storage --------------------------------------------------------------------------------
 
@@ -197,28 +296,23 @@ class ReIQA:
         """Write the bundle; ``half`` stores the encoder weights as float16."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        meta = dict(self.meta)
-        meta["format"] = FORMAT
-        for kind in ("quality", "content"):
-            backbone = getattr(self.features, kind)
+        for role in ROLES:
+            backbone = getattr(self.features, role)
             if backbone is None:
-                meta[kind] = None
                 continue
-            if not isinstance(meta.get(kind), dict) or "arch" not in meta[kind]:
-                raise ModelError(f"the model card lacks the {kind} encoder's architecture")
             state = {
                 k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu()
                 for k, v in backbone.state_dict().items()
             }
-            save_file(state, str(directory / f"{kind}.safetensors"))
-            norm = getattr(self.features, f"{kind}_norm").kind
-            meta[kind] = {**meta[kind], "input_norm": norm, "file": f"{kind}.safetensors"}
+            save_file(state, str(directory / getattr(self.card, role).file))
         self.regressor.save(directory)
-        (directory / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        tmp = directory / ".model.json.tmp"
+        tmp.write_text(json.dumps(self.card.to_dict(), indent=2), encoding="utf-8")
+        os.replace(tmp, directory / "model.json")
         return directory
 
 
-def bundle(
+def assemble(
     quality: torch.nn.Module | None,
     content: torch.nn.Module | None,
     regressor: QualityRegressor,
@@ -227,22 +321,24 @@ def bundle(
     content_arch: str | None,
     quality_norm: str = "none",
     content_norm: str = "imagenet",
-    **meta: Any,
+    name: str = "reiqa model",
+    score: ScoreSpec = ScoreSpec(),
+    features: FeatureOptions | None = None,
 ) -> ReIQA:
-    """Assemble a model from backbones and a fitted regressor (see ``save``)."""
-    info = {
-        "quality": {"arch": quality_arch} if quality is not None else None,
-        "content": {"arch": content_arch} if content is not None else None,
-        **meta,
-    }
-    features = FeatureModel(
-        quality,
-        content,
-        compat=meta.get("features", {}).get("compat", False),
-        quality_norm=quality_norm,
-        content_norm=content_norm,
+    """A model from backbones and a fitted regressor (``save`` writes it as a folder)."""
+    features = features or FeatureOptions()
+    card = ModelCard(
+        name=name,
+        quality=EncoderSpec(quality_arch or "", quality_norm, "quality.safetensors") if quality else None,
+        content=EncoderSpec(content_arch or "", content_norm, "content.safetensors") if content else None,
+        score=score,
+        features=features,
     )
-    return ReIQA(features, regressor, info)
+    net = FeatureModel(
+        quality, content, compat=features.compat, quality_norm=quality_norm, content_norm=content_norm
+    )
+    _check_width(net, regressor, "assemble", "fit it on features of the same encoders")
+    return ReIQA(net, regressor, card)
 
 
 def load(path: str | Path | None = None) -> ReIQA:
@@ -259,48 +355,55 @@ def load(path: str | Path | None = None) -> ReIQA:
     return _load_dir(Path(path))
 
 
+def _load_backbone(directory: Path, spec: EncoderSpec) -> torch.nn.Module:
+    path = directory / spec.file
+    if not path.is_file():
+        raise ModelError(f"{path}: missing encoder weights")
+    backbone = build_backbone(spec.arch)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    load_state_strict(backbone, state, path)
+    return backbone
+
+
 def _load_dir(directory: Path) -> ReIQA:
     meta_path = directory / "model.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"{directory}: not a reiqa model (no model.json)")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("format") != FORMAT:
-        raise ModelError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    encoders, norms = {}, {"quality": "none", "content": "imagenet"}
-    for kind in ("quality", "content"):
-        entry = meta.get(kind)
-        encoders[kind] = _load_backbone(directory / entry["file"], entry["arch"]) if entry else None
-        if entry:
-            norms[kind] = entry.get("input_norm", norms[kind])
-    regressor = QualityRegressor.load(directory)
-    model = ReIQA(
-        FeatureModel(
-            encoders["quality"],
-            encoders["content"],
-            compat=meta.get("features", {}).get("compat", False),
-            quality_norm=norms["quality"],
-            content_norm=norms["content"],
-        ),
-        regressor,
-        meta,
+    card = ModelCard.read(meta_path)
+    encoders = {
+        role: _load_backbone(directory, getattr(card, role)) if getattr(card, role) else None
+        for role in ROLES
+    }
+    norms = {
+        role: getattr(card, role).input_norm if getattr(card, role) else DEFAULT_NORMS[role] for role in ROLES
+    }
+    features = FeatureModel(
+        encoders["quality"],
+        encoders["content"],
+        compat=card.features.compat,
+        quality_norm=norms["quality"],
+        content_norm=norms["content"],
     )
-    width = sum(w for _, w in model.features.blocks())
-    if regressor.coef_ is not None and len(regressor.coef_) != width:
-        raise ModelError(
-            f"{directory}: the regressor expects {len(regressor.coef_)} features, the encoders give {width}"
-        )
-    return model
+    regressor = QualityRegressor.load(directory)
+    _check_width(features, regressor, directory, "the bundle's files do not belong together")
+    return ReIQA(features, regressor, card)
 
 
-def _encoder_from_file(path: Path, default_norm: str) -> tuple[torch.nn.Module, str, str]:
+def _encoder_from_file(path: Path, role: str) -> tuple[torch.nn.Module, str, str]:
     """(backbone, arch, input_norm) of our encoder.json/.safetensors, or of an official ResNet-50
     .pth release (whose input normalisation is the role's default)."""
-    from reiqa.models.checkpoints import import_official, load_encoder
-
     if path.suffix in (".pth", ".pt", ".tar"):
-        return import_official(path, arch="resnet50")[0], "resnet50", default_norm
+        return import_official(path, arch="resnet50")[0], "resnet50", DEFAULT_NORMS[role]
     backbone, meta = load_encoder(path)
-    return backbone, meta["arch"], meta.get("input_norm", default_norm)
+    return backbone, meta["arch"], meta.get("input_norm", DEFAULT_NORMS[role])
+
+
+def _source_name(provenance: object) -> str | None:
+    """The scores' provenance as the card shows it: a file name with its hash (``reiqa fit``
+    records both), or the file name of an older regressor's path."""
+    if isinstance(provenance, dict):
+        return f"{provenance.get('file')} (sha256 {str(provenance.get('sha256'))[:16]})"
+    return Path(provenance).name if isinstance(provenance, str) else None
 
 
 def make_bundle(
@@ -311,22 +414,22 @@ def make_bundle(
     *,
     name: str = "reiqa model",
     half: bool = True,
-    max_side: int | None = None,
-    min_side: int | None = None,
-    compat: bool = False,
+    options: FeatureOptions | None = None,
 ) -> Path:
     """Write a model folder from encoder files and a regressor folder (``reiqa bundle``).
 
-    The feature options (``max_side``, ``min_side``, ``compat``) must be those the regressor's
-    features were extracted with: the bundle is refused when the encoders and options do not
-    reproduce the regressor's feature ``model_id``."""
+    ``options`` must be the feature options the regressor's features were extracted with: the
+    bundle is refused when the encoders and options do not reproduce the regressor's feature
+    ``model_id``."""
     if quality is None and content is None:
         raise ModelError("a model needs a quality and/or a content encoder")
+    options = options or FeatureOptions()
     regressor = QualityRegressor.load(regressor_dir)
-    q, q_arch, q_norm = _encoder_from_file(Path(quality), "none") if quality else (None, None, "none")
-    c, c_arch, c_norm = _encoder_from_file(Path(content), "imagenet") if content else (None, None, "imagenet")
+    q, q_arch, q_norm = _encoder_from_file(Path(quality), "quality") if quality else (None, None, "none")
+    c, c_arch, c_norm = _encoder_from_file(Path(content), "content") if content else (None, None, "imagenet")
     info = regressor.info
-    model = bundle(
+    score_range = info.get("score_range")
+    model = assemble(
         q,
         c,
         regressor,
@@ -335,20 +438,14 @@ def make_bundle(
         quality_norm=q_norm,
         content_norm=c_norm,
         name=name,
-        score={"range": info.get("score_range"), "higher_is_better": True, "source": info.get("scores")},
-        features={"max_side": max_side, "min_side": min_side, "compat": compat},
+        score=ScoreSpec(tuple(score_range) if score_range else None, True, _source_name(info.get("scores"))),
+        features=options,
     )
     expected = info.get("model_id")
-    if expected and model.features.model_id(max_side=max_side, min_side=min_side) != expected:
+    if expected and model.features.model_id(max_side=options.max_side, min_side=options.min_side) != expected:
         raise ModelError(
             f"{regressor_dir}: the regressor was fitted on features of other encoder weights or other "
             f"feature options (max_side, min_side, compat) than these; extract the features with the "
             f"same encoders and options, then fit again"
-        )
-    width = sum(w for _, w in model.features.blocks())
-    if regressor.coef_ is not None and len(regressor.coef_) != width:
-        raise ModelError(
-            f"{regressor_dir}: the regressor was fitted on {len(regressor.coef_)} features, these "
-            f"encoders give {width}; fit it on features of the same encoders"
         )
     return model.save(out, half=half)

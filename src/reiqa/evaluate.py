@@ -1,4 +1,4 @@
-"""The evaluation protocol (METHOD.md 5): random train/val/test splits (content-separated for
+"""The evaluation protocol (docs/method.md §5): random train/val/test splits (content-separated for
 synthetic databases, or the official split), the regressor's strength chosen on val, metrics on
 test, median and spread over splits.
 
@@ -18,6 +18,7 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from reiqa.errors import ReiqaError
+from reiqa.plots import new_figure, save_figure
 from reiqa.regress import QualityRegressor
 
 
@@ -256,39 +257,27 @@ def _slug(name: str) -> str:
 
 
 def _scatter(result: EvaluationResult, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     _, pred, mos = result.predictions[result.median_split()]
     m = metrics(pred, mos)
-    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    fig = new_figure(4.5, 4.2)
+    ax = fig.subplots()
     ax.scatter(pred, mos, s=8, alpha=0.6)
     ax.set_xlabel("predicted")
     ax.set_ylabel("MOS")
     ax.set_title(f"{result.name}: SRCC {m['srcc']:.3f}, PLCC {m['plcc']:.3f}", fontsize=10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _per_type_bars(result: EvaluationResult, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = sorted(result.per_type, key=lambda k: -np.median(result.per_type[k]))
-    fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(names)), 3.5))
+    fig = new_figure(max(5, 0.35 * len(names)), 3.5)
+    ax = fig.subplots()
     ax.bar(range(len(names)), [np.median(result.per_type[k]) for k in names])
     ax.set_xticks(range(len(names)), names, rotation=70, fontsize=8)
     ax.set_ylabel("median SRCC")
     ax.set_title(result.name)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def align(features, labels) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -371,3 +360,47 @@ def evaluate_table(
         title=title or f"Evaluation on {labels.dataset} ({len(y)} images)",
         protocol=protocol,
     )
+
+
+def fit_regressor(
+    features_file: str | Path,
+    scores_file: str | Path,
+    *,
+    method: str = "ridge",
+    image_column: str | None = None,
+    score_column: str | None = None,
+    images: str | Path | None = None,
+    lower_is_better: bool = False,
+) -> QualityRegressor:
+    """Fit the regressor on all rows of a feature file (``reiqa features``) that have a score in a
+    CSV file, the strength by 5-fold cross-validation (``reiqa fit``).
+
+    Scores that are lower-is-better (DMOS-like) are negated, so the model's scores are always
+    higher-is-better. ``info`` records the feature ``model_id`` and blocks, and the two files by
+    name and SHA-256 (never their folders)."""
+    from reiqa.datasets.csv_table import load_csv
+    from reiqa.features import FeatureTable
+    from reiqa.inputs import file_sha256
+
+    table = FeatureTable.load(features_file)
+    labels = load_csv(
+        scores_file,
+        image_column=image_column,
+        score_column=score_column,
+        root=images,
+        higher_is_better=not lower_is_better,
+    )
+    x, y, _ = align(table, labels)
+    sign = -1.0 if lower_is_better else 1.0
+    regressor = QualityRegressor(method=method).fit(x, sign * y)
+    regressor.info = {
+        "features": {"file": Path(features_file).name, "sha256": file_sha256(features_file)},
+        "model_id": table.model_id,
+        "blocks": table.blocks,
+        "scores": {"file": Path(scores_file).name, "sha256": file_sha256(scores_file)},
+        "n": len(y),
+        "higher_is_better": True,
+        "score_range": [float(y.min()), float(y.max())],
+        "source_direction_flipped": lower_is_better,
+    }
+    return regressor

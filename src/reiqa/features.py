@@ -15,50 +15,65 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from reiqa.errors import ImageLoadError, ReiqaError
+from reiqa.errors import ConfigError, FeatureError, ImageLoadError
+from reiqa.inputs import file_sha256
 from reiqa.io import DEFAULT_MAX_PIXELS, load_image
 from reiqa.models.backbones import InputNorm
 from reiqa.models.checkpoints import load_encoder
+from reiqa.resize import cap_size, half_scale
+
+#: images of one size that go through the encoders together, at most this many pixels in all
+#: (eight 500x500, two 1024x768; a 12 Mpx photo alone): bounds memory, keeps activations in cache
+MAX_PIXELS_PER_FORWARD = 2**21
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class FeatureError(ReiqaError, ValueError):
-    """A feature file or cache is unusable."""
+@dataclass(frozen=True)
+class FeatureOptions:
+    """How images are prepared before the encoders; a regressor is only valid for the options its
+    features were extracted with (they are part of the feature ``model_id``).
 
+    Attributes:
+        max_side: downscale images whose longer side is larger (antialiased); None: full size.
+        min_side: downscale so that the shorter side is at most this; None: no limit.
+        compat: the official demos' half scale (rounded to 8 bits).
+    """
 
-def half_scale(images: Tensor, *, compat: bool = False) -> Tensor:
-    """(N, 3, H, W) -> (N, 3, H // 2, W // 2), antialiased bicubic, clipped to [0, 1]."""
-    h, w = images.shape[-2:]
-    half = F.interpolate(
-        images, size=(max(1, h // 2), max(1, w // 2)), mode="bicubic", antialias=True, align_corners=False
-    ).clamp_(0.0, 1.0)
-    return torch.round(half * 255.0) / 255.0 if compat else half
+    max_side: int | None = None
+    min_side: int | None = None
+    compat: bool = False
 
+    def __post_init__(self) -> None:
+        for name in ("max_side", "min_side"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(
+                    f"features.{name} must be a positive number of pixels or null, got {value!r}"
+                )
+        if not isinstance(self.compat, bool):
+            raise ConfigError(f"features.compat must be true or false, got {self.compat!r}")
 
-def cap_size(image: Tensor, *, max_side: int | None = None, min_side: int | None = None) -> Tensor:
-    """Downscale (antialiased bicubic) so that the longer side is <= max_side and, if given, the
-    shorter side is <= min_side (the common SPAQ practice is min_side=512). Never upscales."""
-    h, w = image.shape[-2:]
-    scale = 1.0
-    if max_side is not None:
-        scale = min(scale, max_side / max(h, w))
-    if min_side is not None:
-        scale = min(scale, min_side / min(h, w))
-    if scale >= 1.0:
-        return image
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    return F.interpolate(image[None], size=size, mode="bicubic", antialias=True, align_corners=False)[
-        0
-    ].clamp(0, 1)
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_side": self.max_side, "min_side": self.min_side, "compat": self.compat}
+
+    @classmethod
+    def from_dict(cls, raw: object) -> FeatureOptions:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"features must be an object with max_side, min_side, compat, got {raw!r}")
+        unknown = sorted(set(raw) - {"max_side", "min_side", "compat"})
+        if unknown:
+            raise ConfigError(f"features: unknown field(s) {unknown}; known: max_side, min_side, compat")
+        return cls(**raw)
 
 
 class FeatureModel(nn.Module):
@@ -122,7 +137,7 @@ class FeatureModel(nn.Module):
     @torch.inference_mode()
     def forward(self, images: Tensor) -> Tensor:
         """(N, 3, H, W) float in [0, 1] (one size) -> (N, D) float32 features."""
-        half = half_scale(images, compat=self.compat)
+        half = half_scale(images, quantize=self.compat)
         parts = []
         if self.quality is not None:
             parts += [self.quality(self.quality_norm(images)), self.quality(self.quality_norm(half))]
@@ -159,14 +174,6 @@ def _output_dim(backbone: nn.Module) -> int:
 
 
 # -- files -----------------------------------------------------------------------------------
-
-
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class DecodedImages(Dataset):
@@ -317,6 +324,123 @@ class FeatureCache:
         self._rows.update(zip(digests, features, strict=True))
 
 
+# -- the feature iterator: files -> decoded, batched by size -> encoders -> rows ----------------
+
+
+@dataclass
+class FeatureRow:
+    """The features of one input file, or why there are none."""
+
+    index: int  # position in the list of paths given
+    path: Path
+    features: np.ndarray | None  # (D,) float32
+    error: str | None = None
+
+
+@torch.inference_mode()
+def encode(
+    model: FeatureModel,
+    images: Tensor,
+    *,
+    channels_last: bool = True,
+    amp: str = "none",
+    max_pixels_per_forward: int = MAX_PIXELS_PER_FORWARD,
+) -> np.ndarray:
+    """Features of (N, 3, H, W) float images in [0, 1] of one size, already capped by the feature
+    options; (N, D) float32. The images go to the model's device a few at a time, at most
+    ``max_pixels_per_forward`` pixels per forward pass."""
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {amp!r}")
+    amp_dtype = AMP_DTYPES[amp]
+    device = next(model.parameters()).device
+    step = max(1, max_pixels_per_forward // (images.shape[-2] * images.shape[-1]))
+    parts = []
+    for start in range(0, len(images), step):
+        x = images[start : start + step].to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            parts.append(model(x).float().cpu().numpy())
+    width = sum(w for _, w in model.blocks())
+    return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
+
+
+def _encode_items(
+    model: FeatureModel, items: list[tuple[int, Tensor]], *, channels_last: bool, amp: str
+) -> dict[int, np.ndarray]:
+    """Features of (index, image) pairs of mixed sizes: images of one size go together."""
+    by_shape: dict[tuple[int, ...], list[tuple[int, Tensor]]] = {}
+    for i, image in items:
+        by_shape.setdefault(tuple(image.shape), []).append((i, image))
+    rows: dict[int, np.ndarray] = {}
+    for group in by_shape.values():
+        feats = encode(model, torch.stack([im for _, im in group]), channels_last=channels_last, amp=amp)
+        rows.update({i: f for (i, _), f in zip(group, feats, strict=True)})
+    return rows
+
+
+def iter_features(
+    model: FeatureModel,
+    paths: Sequence[str | Path],
+    *,
+    options: FeatureOptions = FeatureOptions(),
+    batch_size: int = 8,
+    workers: int = 0,
+    cache: FeatureCache | None = None,
+    progress: bool = False,
+    channels_last: bool = True,
+    amp: str = "none",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Iterator[list[FeatureRow]]:
+    """The one path from image files to features, under ``reiqa features``, ``reiqa score`` and
+    ``ReIQA.score``: decode (in ``workers`` processes), cap the size (``options``), batch images
+    of one size within a pixel budget, run the encoders on the model's device (``amp``: autocast),
+    and yield the rows of each batch of ``batch_size`` files, every file once, in input order.
+
+    A file that cannot be read gets a row with ``features=None`` and the error. With ``cache``,
+    files already in it are not decoded, and new rows are added to it after every batch. The
+    compat flag of ``options`` is the model's own (``FeatureModel.compat``)."""
+    paths = [Path(p) for p in paths]
+    digests = [file_sha256(p) if cache is not None and p.is_file() else "" for p in paths]
+    cached = [i for i, d in enumerate(digests) if d and cache is not None and d in cache]
+    todo = sorted(set(range(len(paths))) - set(cached))
+    loader = DataLoader(
+        DecodedImages(
+            [paths[i] for i in todo],
+            max_side=options.max_side,
+            min_side=options.min_side,
+            max_pixels=max_pixels,
+        ),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate_list,
+    )
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="img", dynamic_ncols=True)
+    waiting = [FeatureRow(i, paths[i], cache.get(digests[i])) for i in cached] if cache is not None else []
+    try:
+        for items in loader:
+            good = [(todo[j], image) for j, image, _ in items if image is not None]
+            rows = _encode_items(model, good, channels_last=channels_last, amp=amp)
+            if cache is not None and rows:
+                cache.add([digests[i] for i in rows], np.stack(list(rows.values())))
+            batch = [FeatureRow(todo[j], paths[todo[j]], rows.get(todo[j]), error) for j, _, error in items]
+            last = batch[-1].index
+            batch += [r for r in waiting if r.index < last]
+            waiting = [r for r in waiting if r.index > last]
+            if bar is not None:
+                bar.update(len(items))
+            yield sorted(batch, key=lambda r: r.index)
+        if waiting:
+            yield waiting
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def extract(
     model: FeatureModel,
     paths: Sequence[str | Path],
@@ -332,61 +456,32 @@ def extract(
     amp: str = "none",
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> FeatureTable:
-    """Features for image files. Images of the same size are batched; unreadable files are
-    skipped and listed in ``failures``; with ``cache``, images already done are not recomputed.
+    """Features for image files (see :func:`iter_features`): unreadable files are skipped and
+    listed in ``failures``; with ``cache`` (a folder), images already done are not recomputed.
     ``amp`` ('bf16' or 'fp16') runs the encoders under autocast; features are float32 either way
     and AMP runs get their own cache key."""
-    if amp not in ("none", "bf16", "fp16"):
+    if amp not in AMP_DTYPES:
         raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {amp!r}")
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-    device = torch.device(device)
-    paths = [Path(p) for p in paths]
-    model = model.to(device)
+    model = model.to(torch.device(device))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     mid = model.model_id(max_side=max_side, min_side=min_side) + ("" if amp == "none" else f"-{amp}")
-    store = FeatureCache(cache, mid) if cache is not None else None
-    digests = [file_hash(p) if store is not None and p.is_file() else "" for p in paths]
-    todo = [i for i, d in enumerate(digests) if store is None or d not in store]
-    rows: dict[int, np.ndarray] = {}
-    if store is not None:
-        rows.update({i: store.get(d) for i, d in enumerate(digests) if d and d in store})
-    failures: list[tuple[Path, str]] = []
-    loader = DataLoader(
-        DecodedImages([paths[i] for i in todo], max_side=max_side, min_side=min_side, max_pixels=max_pixels),
+    rows: list[FeatureRow] = []
+    for batch in iter_features(
+        model,
+        paths,
+        options=FeatureOptions(max_side=max_side, min_side=min_side, compat=model.compat),
         batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=collate_list,
-    )
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), unit="img", dynamic_ncols=True)
-    for items in loader:
-        good = [(todo[j], im) for j, im, err in items if im is not None]
-        failures += [(paths[todo[j]], err) for j, im, err in items if im is None]
-        by_shape: dict[tuple[int, ...], list[tuple[int, Tensor]]] = {}
-        for i, im in good:
-            by_shape.setdefault(tuple(im.shape), []).append((i, im))
-        done_idx, done_feat = [], []
-        for group in by_shape.values():
-            x = torch.stack([im for _, im in group]).to(device)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                feats = model(x).float().cpu().numpy()
-            for (i, _), f in zip(group, feats, strict=True):
-                rows[i] = f
-                done_idx.append(i)
-                done_feat.append(f)
-        if store is not None and done_idx:
-            store.add([digests[i] for i in done_idx], np.stack(done_feat))
-        if bar is not None:
-            bar.update(len(items))
-    if bar is not None:
-        bar.close()
-    kept = sorted(rows)
+        workers=workers,
+        cache=FeatureCache(cache, mid) if cache is not None else None,
+        progress=progress,
+        channels_last=channels_last,
+        amp=amp,
+        max_pixels=max_pixels,
+    ):
+        rows += batch
+    good = [r for r in rows if r.features is not None]
     width = sum(w for _, w in model.blocks())
-    matrix = np.stack([rows[i] for i in kept]) if kept else np.zeros((0, width), np.float32)
-    return FeatureTable([paths[i] for i in kept], matrix, model.blocks(), mid, failures)
+    matrix = np.stack([r.features for r in good]) if good else np.zeros((0, width), np.float32)
+    failures = [(r.path, r.error or "") for r in rows if r.features is None]
+    return FeatureTable([r.path for r in good], matrix, model.blocks(), mid, failures)

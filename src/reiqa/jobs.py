@@ -1,4 +1,5 @@
-"""Batch scoring jobs: many files in, a CSV / JSON Lines / JSON file out, resumable.
+"""Batch jobs over many files: scoring into a CSV / JSON Lines / JSON file (resumable), and feature
+extraction into a feature file.
 
 Rows are appended after every batch (flushed and fsynced), so a crash loses at most the batch in
 flight; running the same command again scores only the files that are not in the output yet.
@@ -12,9 +13,14 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from reiqa.io import DEFAULT_MAX_PIXELS, find_images
-from reiqa.model import ReIQA, ScoreRecord
+from reiqa.bundle import ReIQA, ScoreRecord, load
+from reiqa.errors import ConfigError
+from reiqa.features import FeatureModel, FeatureOptions, FeatureTable, extract
+from reiqa.inputs import expand_inputs, list_training_images
+from reiqa.io import DEFAULT_MAX_PIXELS
+from reiqa.runtime import pick_device
 
 FIELDS = ("path", "score", "error")
 
@@ -26,28 +32,6 @@ class JobSummary:
     failed: int  # unreadable in this run
     skipped: int  # already in the output from an earlier run
     records: list[ScoreRecord]
-
-
-def expand_inputs(
-    inputs: Sequence[str | Path], *, recursive: bool = False, empty: list[str] | None = None
-) -> list[Path]:
-    """Files, folders, glob patterns, and CSV lists (a column named path/image/file, relative to
-    the CSV's folder), in order, without duplicates. Inputs that yield no file are appended to
-    ``empty`` when given (a folder without images, a directory named like an image)."""
-    from reiqa.train.data import read_image_list
-
-    out: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.suffix.lower() == ".csv" and path.is_file():
-            found = read_image_list(path)
-        else:
-            found = find_images([item], recursive=recursive)
-        if not found and empty is not None:
-            empty.append(str(item))
-        out.extend(found)
-    seen: set[Path] = set()
-    return [p for p in out if not (p in seen or seen.add(p))]
 
 
 def _format(output: Path) -> str:
@@ -162,3 +146,81 @@ def score_to_file(
         skipped=len(paths) - len(todo),
         records=new,
     )
+
+
+@dataclass
+class ScoringRun:
+    """What ``reiqa score`` did: the job summary, the inputs that named no image file, and the
+    model's name and direction for the closing line."""
+
+    summary: JobSummary
+    empty_inputs: list[str]
+    model_name: str
+    higher_is_better: bool
+
+
+def score_inputs(
+    inputs: Sequence[str | Path],
+    output: Path | None,
+    *,
+    recursive: bool = False,
+    model: str | Path = "default",
+    device: str = "auto",
+    batch_size: int = 8,
+    workers: int = 0,
+    max_side: int | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    progress: bool | None = None,
+) -> ScoringRun:
+    """``reiqa score``: expand the inputs (files, folders, globs, CSV lists), load the model
+    ('default' or a folder) on ``device``, and score into ``output`` (resumable) or memory.
+    ``max_side`` overrides the model's size cap (0: full size). ``progress`` None shows a bar for
+    runs over 20 images."""
+    empty: list[str] = []
+    paths = expand_inputs(inputs, recursive=recursive, empty=empty)
+    net = load(None if str(model) == "default" else model).to(pick_device(device))
+    if max_side is not None:
+        net.max_side = max_side or None
+    summary = score_to_file(
+        net,
+        paths,
+        output,
+        batch_size=batch_size,
+        workers=workers,
+        progress=len(paths) > 20 if progress is None else progress,
+        max_pixels=max_pixels,
+    )
+    return ScoringRun(summary, empty, net.name, net.higher_is_better)
+
+
+def extract_to_file(
+    inputs: Sequence[str | Path],
+    out: Path,
+    *,
+    quality: Path | None = None,
+    content: Path | None = None,
+    model: Path | None = None,
+    device: str = "auto",
+    options: FeatureOptions | None = None,
+    **extract_options: Any,
+) -> FeatureTable:
+    """``reiqa features``: the features of the images the inputs name (folders searched
+    recursively) with encoder files (``quality`` and/or ``content``) or a model folder's encoders,
+    written to ``out``; ``extract_options`` go to :func:`reiqa.features.extract`."""
+    if (quality is None and content is None) == (model is None):
+        raise ConfigError("give a quality and/or a content encoder file, or a model folder")
+    options = options or FeatureOptions()
+    if model is not None:
+        net = load(model).features
+    else:
+        net = FeatureModel.from_files(quality, content, compat=options.compat)
+    table = extract(
+        net,
+        list_training_images(inputs),
+        device=pick_device(device),
+        max_side=options.max_side,
+        min_side=options.min_side,
+        **extract_options,
+    )
+    table.save(out)
+    return table

@@ -1,6 +1,9 @@
-"""Contact sheets: every distortion type (rows) at every level (columns), for a person to look at."""
+"""Distortions for a person to look at: contact sheets (every type as a row, every level as a
+column), one distorted copy of a file, the catalogue as a table."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -8,7 +11,8 @@ from torch import Tensor
 
 from reiqa import distortions
 from reiqa.distortions import CATALOG, NUM_LEVELS
-from reiqa.io import to_pil
+from reiqa.io import DEFAULT_MAX_PIXELS, load_image, save_image, save_pil, to_pil
+from reiqa.runtime import pick_device
 
 LABEL_WIDTH = 230
 HEADER_HEIGHT = 28
@@ -85,3 +89,40 @@ def distortion_sheet(
                     stroke_fill=(0, 0, 0),
                 )
     return sheet
+
+
+def distort_file(
+    image: Path,
+    output: Path,
+    *,
+    type_: str | None = None,
+    level: int = 2,
+    sheet: bool = False,
+    tile: int = 160,
+    compat: bool = False,
+    seed: int = 0,
+    device: str = "cpu",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Path:
+    """``reiqa distort``: write ``image`` with one distortion (``type_`` at ``level``), or its
+    contact sheet (``sheet=True``), to ``output`` (atomically). Seeded: the same call gives the
+    same file."""
+    if sheet == (type_ is not None):
+        raise ValueError("give exactly one of a distortion type or sheet=True")
+    dev = pick_device(device)
+    x = load_image(image, max_pixels=max_pixels).to(dev)
+    generator = torch.Generator(dev).manual_seed(seed)
+    if sheet:
+        return save_pil(distortion_sheet(x, tile=tile, compat=compat, generator=generator), output)
+    spec = distortions.get(type_)
+    y = distortions.apply(x.unsqueeze(0), spec.id, level, generator=generator, compat=compat)[0]
+    return save_image(y, output)
+
+
+def catalogue_table() -> str:
+    """The distortion catalogue as a fixed-width text table (``reiqa distort --list``)."""
+    lines = [f"{'id':>2}  {'name':<21} {'family':<11} {'parameter':<30} levels L0..L4"]
+    for spec in CATALOG.values():
+        levels = ", ".join(f"{v:g}" for v in spec.levels)
+        lines.append(f"{spec.id:>2}  {spec.name:<21} {spec.family:<11} {spec.parameter:<30} {levels}")
+    return "\n".join(lines)

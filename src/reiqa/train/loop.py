@@ -24,16 +24,10 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from reiqa import inputs
+from reiqa.dist import concat_all_gather, rank, world_size
 from reiqa.models import checkpoints
-from reiqa.models.moco import (
-    Encoder,
-    MoCo,
-    batch_negative_mask,
-    concat_all_gather,
-    info_nce,
-    rank,
-    world_size,
-)
+from reiqa.models.moco import Encoder, MoCo, batch_negative_mask, info_nce
 from reiqa.train import data as train_data
 from reiqa.train.config import ConfigError, TrainConfig, effective_lr
 from reiqa.train.optim import build_optimizer, lr_at, official_lr_at, set_lr
@@ -87,7 +81,7 @@ def build_views(cfg: TrainConfig):
     """The view maker: called as views(images, generator=g) -> (N, V, 6, P, P)."""
     d = cfg.data
     if d.views == "quality":
-        from reiqa.views import QualityViewConfig, QualityViews
+        from reiqa.views.quality import QualityViewConfig, QualityViews
 
         return QualityViews(
             QualityViewConfig(
@@ -103,7 +97,7 @@ def build_views(cfg: TrainConfig):
                 compat=d.compat,
             )
         )
-    from reiqa.content_views import ContentViewConfig, ContentViews
+    from reiqa.views.content import ContentViewConfig, ContentViews
 
     content = ContentViews(ContentViewConfig(size=d.content_size))
     return lambda images, generator=None: content(images, generator=generator).unsqueeze(1)
@@ -226,7 +220,7 @@ def _run(
             f"{out_dir} already holds a checkpoint; pass --resume to continue it or choose another --out"
         )
 
-    paths = train_data.list_training_images(images)
+    paths = inputs.list_training_images(images)
     steps_per_epoch = train_data.StepSampler.steps_per_epoch(len(paths), cfg.batch_size)
     if steps_per_epoch < 1:
         raise ConfigError(

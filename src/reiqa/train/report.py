@@ -21,14 +21,12 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 def plot_training_curve(run_dir: str | Path, output: str | Path, *, title: str | None = None) -> Path:
     """Loss, positive-pair accuracy and learning rate against the epoch, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from reiqa.plots import new_figure, save_figure
 
     records = read_metrics(run_dir)
     epoch = [r["epoch"] for r in records]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig = new_figure(13, 3.6)
+    axes = fig.subplots(1, 3)
     for ax, key, label in zip(
         axes,
         ("loss", "accuracy", "lr"),
@@ -39,10 +37,5 @@ def plot_training_curve(run_dir: str | Path, output: str | Path, *, title: str |
         ax.set_xlabel("epoch")
         ax.set_title(label)
         ax.grid(alpha=0.3)
-    fig.suptitle(title or str(run_dir))
-    fig.tight_layout()
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=120)
-    plt.close(fig)
-    return output
+    fig.suptitle(title or Path(run_dir).name)
+    return save_figure(fig, output, dpi=120)
