@@ -26,11 +26,11 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._common import device_name, matmul_gflops  # noqa: E402
 
 from reiqa.io import load_image  # noqa: E402
+from reiqa.resize import cap_size  # noqa: E402
 from reiqa.runtime import tune_allocator  # noqa: E402
-from reiqa.train.config import PRESETS, effective_lr  # noqa: E402
-from reiqa.train.data import limit_side  # noqa: E402
-from reiqa.train.loop import build_model, build_views, train_step  # noqa: E402
-from reiqa.train.optim import build_optimizer  # noqa: E402
+from reiqa.train.config import PRESETS  # noqa: E402
+from reiqa.train.loop import train_step  # noqa: E402
+from reiqa.train.state import build_state, build_views  # noqa: E402
 
 
 def main() -> None:
@@ -63,7 +63,7 @@ def main() -> None:
     for name in args.presets:
         cfg = PRESETS[name].replace(amp=args.amp)
         batch = args.batch or (cfg.batch_size if device.type == "cuda" else min(cfg.batch_size, 8))
-        images = [limit_side(load_image(p), cfg.data.max_side) for p in paths[:batch]]
+        images = [cap_size(load_image(p), max_side=cfg.data.max_side) for p in paths[:batch]]
         views_fn = build_views(cfg)
         # data pipeline: one core (a DataLoader worker), or the device when views run there
         torch.set_num_threads(1 if device.type == "cpu" else cores)
@@ -77,22 +77,11 @@ def main() -> None:
         views_per_s = batch / (time.perf_counter() - start)
         # model step on all cores
         torch.set_num_threads(cores)
-        torch.manual_seed(0)
-        model = build_model(cfg).to(device)
-        if cfg.model.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        optimizer = build_optimizer(
-            model.query,
-            name=cfg.optim.name,
-            lr=effective_lr(cfg),
-            weight_decay=cfg.optim.weight_decay,
-            momentum=cfg.optim.momentum,
-        )
-        scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+        state = build_state(cfg.replace(seed=0), device)  # what `reiqa pretrain` trains
         step_gen = torch.Generator().manual_seed(0)
 
-        def step(views=views, cfg=cfg, model=model, optimizer=optimizer, scaler=scaler, step_gen=step_gen):
-            return train_step(model, model.query, optimizer, scaler, views, cfg, lr=0.1, generator=step_gen)
+        def step(views=views, state=state, step_gen=step_gen):
+            return train_step(state, views, lr=0.1, generator=step_gen)
 
         with FlopCounterMode(display=False) as counter:
             step()
@@ -108,7 +97,7 @@ def main() -> None:
         row = {
             "preset": name,
             "arch": cfg.model.arch,
-            "patch": cfg.data.patch_size,
+            "patch": cfg.data.quality.patch_size if cfg.data.views == "quality" else cfg.data.content.size,
             "instances_per_image": views.shape[1],
             "batch_images": batch,
             "amp": cfg.amp,
@@ -120,7 +109,7 @@ def main() -> None:
         }
         results["presets"].append(row)
         print(
-            f"{name:>10}: {cfg.model.arch} {cfg.data.patch_size}px x{views.shape[1]} instances,"
+            f"{name:>10}: {cfg.model.arch} {row['patch']}px x{views.shape[1]} instances,"
             f" batch {batch}: "
             f"views {views_per_s:6.2f} img/s ({'1 core' if device.type == 'cpu' else 'device'}), "
             f"model step {model_per_s:6.2f} img/s ({step_s:.2f} s, {flops / 1e9:.0f} GFLOP, "

@@ -93,10 +93,10 @@ def test_pretrain_runs_from_the_command_line_and_plots_its_curve(tmp_path) -> No
     for i in range(4):
         save_image(images[i], tmp_path / "imgs" / f"{i}.png")
     overrides = [
-        "data.patch_size=32",
-        "data.n_aug=1",
-        "data.n_scale=1",
-        "data.margin=0",
+        "data.quality.patch_size=32",
+        "data.quality.n_aug=1",
+        "data.quality.n_scale=1",
+        "data.quality.margin=0",
         "data.workers=0",
         "model.channels_last=false",
         "moco.queue_size=8",
@@ -126,7 +126,7 @@ def test_pretrain_runs_from_the_command_line_and_plots_its_curve(tmp_path) -> No
 
 
 def test_pretrain_rejects_a_bad_override(tmp_path) -> None:
-    from reiqa.train.config import ConfigError
+    from reiqa.errors import ConfigError
 
     result = runner.invoke(
         app,

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from reiqa.errors import ReiqaError
 from reiqa.io import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:
+    from reiqa.jobs import ScoringRun
 
 #: the --max-pixels option of every command that decodes images
 MaxPixels = Annotated[
@@ -136,8 +139,7 @@ def features(
         amp=amp,
         max_pixels=max_pixels,
     )
-    for _, cause in table.failures:
-        typer.echo(f"skipped: {cause}", err=True)
+    typer.echo("".join(f"skipped: {cause}\n" for _, cause in table.failures), err=True, nl=False)
     skipped = f", {len(table.failures)} skipped" if table.failures else ""
     typer.echo(f"wrote {out}: {len(table.paths)} images x {table.features.shape[1]} features{skipped}")
     if table.failures:
@@ -237,27 +239,28 @@ def score(
         max_side=max_side,
         max_pixels=max_pixels,
     )
-    records = run.summary.records
-    for line in [f"{item}: no image files found there" for item in run.empty_inputs] + [
-        r.error for r in records if r.error
-    ]:
-        typer.echo(f"skipped: {line}", err=True)
-    if output is None:
-        width = max((len(r.path) for r in records), default=4)
-        typer.echo(
-            "\n".join(f"{r.path:<{width}}  {'-' if r.score is None else f'{r.score:.3f}'}" for r in records)
-        )
-    typer.echo(_score_summary(run, output), err=True)
+    _print_scores(run, output)
     if run.summary.failed or run.empty_inputs:
         raise typer.Exit(3)
 
 
-def _score_summary(run, output: Path | None) -> str:
+def _print_scores(run: ScoringRun, output: Path | None) -> None:
+    """Skipped inputs and files on stderr; the scores on stdout (without --output); a summary."""
+    records = run.summary.records
+    for item in run.empty_inputs:
+        typer.echo(f"skipped: {item}: no image files found there", err=True)
+    for r in records:
+        if r.error:
+            typer.echo(f"skipped: {r.error}", err=True)
     s = run.summary
     if output is not None:
-        return f"{s.scored} scored, {s.failed} failed, {s.skipped} already in {output}"
+        typer.echo(f"{s.scored} scored, {s.failed} failed, {s.skipped} already in {output}", err=True)
+        return
+    width = max((len(r.path) for r in records), default=4)
+    for r in records:
+        typer.echo(f"{r.path:<{width}}  {'-' if r.score is None else f'{r.score:.3f}'}")
     direction = "higher is better" if run.higher_is_better else "lower is better"
-    return f"{s.scored} scored, {s.failed} failed ({run.model_name}; {direction})"
+    typer.echo(f"{s.scored} scored, {s.failed} failed ({run.model_name}; {direction})", err=True)
 
 
 @app.command("bundle")

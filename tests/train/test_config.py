@@ -26,7 +26,12 @@ def test_presets_round_trip_through_json_and_match_the_shipped_files() -> None:
 
 
 def test_paper_preset_is_the_readme_command() -> None:
-    assert (PAPER.data.n_aug, PAPER.data.n_scale, PAPER.data.patch_size, PAPER.batch_size) == (
+    assert (
+        PAPER.data.quality.n_aug,
+        PAPER.data.quality.n_scale,
+        PAPER.data.quality.patch_size,
+        PAPER.batch_size,
+    ) == (
         11,
         2,
         160,

@@ -13,16 +13,16 @@ import torch.multiprocessing as mp
 from reiqa.io import save_image
 from reiqa.models.checkpoints import load_checkpoint, load_encoder
 from reiqa.train.config import CPU_SMALL, ConfigError, TrainConfig
-from reiqa.train.loop import build_model, build_views, run, train_step
-from reiqa.train.optim import build_optimizer
+from reiqa.train.loop import run, train_step
+from reiqa.train.state import build_state, build_views
 from tests.conftest import textured_images
 
 TINY = CPU_SMALL.replace(
     **{
-        "data.patch_size": 32,
-        "data.n_aug": 2,
-        "data.n_scale": 1,
-        "data.margin": 0,
+        "data.quality.patch_size": 32,
+        "data.quality.n_aug": 2,
+        "data.quality.n_scale": 1,
+        "data.quality.margin": 0,
         "data.workers": 0,
         "data.max_side": 64,
         "model.proj_dim": 16,
@@ -53,26 +53,17 @@ def test_steps_on_a_fixed_batch_lower_the_loss() -> None:
     step: otherwise it fills with the keys of these very instances, which then count as
     negatives for themselves."""
     torch.manual_seed(0)
-    cfg = TINY.replace(**{"moco.negatives": "queue+same-image", "moco.queue_size": 16})
-    model = build_model(cfg)
-    negatives = model.queue.keys.clone()
-    optimizer = build_optimizer(model.query, name="lars", lr=1.0, weight_decay=0, momentum=0.9)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    cfg = TINY.replace(
+        **{"moco.negatives": "queue+same-image", "moco.queue_size": 16, "optim.weight_decay": 0}
+    )
+    state = build_state(cfg, torch.device("cpu"))
+    negatives = state.model.queue.keys.clone()
     views = build_views(cfg)(textured_images(4, 64, 64), generator=torch.Generator().manual_seed(0))
     losses = []
     for step in range(12):
-        loss, _ = train_step(
-            model,
-            model.query,
-            optimizer,
-            scaler,
-            views,
-            cfg,
-            lr=4.0,
-            generator=torch.Generator().manual_seed(step),
-        )
+        loss, _ = train_step(state, views, lr=4.0, generator=torch.Generator().manual_seed(step))
         losses.append(loss.item())
-        model.queue.keys.copy_(negatives)
+        state.model.queue.keys.copy_(negatives)
     assert sum(losses[-3:]) / 3 < 0.85 * sum(losses[:3]) / 3, losses
 
 

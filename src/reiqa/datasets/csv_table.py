@@ -74,13 +74,7 @@ def load_csv(
         std = np.array(
             [parse_float(r[std_column], path=path, where=f"line {n}", column=std_column) for n, r in rows]
         )
-    split = _optional(rows, header, "split")
-    if split is not None:
-        for (line_no, _), value in zip(rows, split, strict=True):
-            if value not in SPLITS:
-                raise DatasetError(
-                    f"{path}, line {line_no}: split is {value!r}, expected one of {list(SPLITS)}"
-                )
+    split = _splits(path, rows, header)
 
     base = path.parent if root is None else Path(root).expanduser()
     paths = [Path(name) if Path(name).is_absolute() else base / name for name in names]
@@ -121,6 +115,14 @@ def _column(
         f"{path}: no {what} column among the usual names {list(guesses)} (it has {header}); "
         f"pass {arg}= one of them"
     )
+
+
+def _splits(path: Path, rows: list[tuple[int, dict[str, str]]], header: list[str]) -> list[str] | None:
+    split = _optional(rows, header, "split")
+    for (line_no, _), value in zip(rows, split or [], strict=False):
+        if value not in SPLITS:
+            raise DatasetError(f"{path}, line {line_no}: split is {value!r}, expected one of {list(SPLITS)}")
+    return split
 
 
 def _optional(rows: list[tuple[int, dict[str, str]]], header: list[str], name: str) -> list[str] | None:

@@ -1,22 +1,53 @@
-"""Training configuration: frozen dataclasses, checked on construction, stored as JSON in every
-checkpoint. Presets are named constants; ``configs/*.json`` are the same presets as files a user
-can copy and edit."""
+"""Training configuration: frozen dataclasses, nested all the way down (the view configs of
+``reiqa.views`` live inside ``data``), every field checked when the config is built, stored as
+JSON in every checkpoint. Presets are named constants; ``configs/*.json`` are the same presets as
+files a user can copy and edit.
+
+Layout (JSON)::
+
+    {"encoder": ..., "batch_size": ..., ...,
+     "data":  {"views": "quality" | "content", "quality": {QualityViewConfig},
+               "content": {ContentViewConfig}, "workers", "views_on", "max_side"},
+     "model": {...}, "moco": {...}, "optim": {...}}
+
+A config written before the view configs were nested (``data.patch_size``, ``data.n_aug``, ...,
+``data.content_size`` at the top of ``data``) is converted on reading, with a warning that says
+how to update the file.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reiqa.errors import ReiqaError, UnknownNameError
+from reiqa.errors import ConfigError, UnknownNameError
+from reiqa.models.backbones import BACKBONES, NORMS
 from reiqa.models.moco import NEGATIVES
+from reiqa.views import ContentViewConfig, QualityViewConfig
 
-
-class ConfigError(ReiqaError, ValueError):
-    """A configuration value is out of range or of the wrong kind."""
+__all__ = [
+    "CONTENT",
+    "CONTENT_CPU_SMALL",
+    "CPU_SMALL",
+    "PAPER",
+    "PRESETS",
+    "ConfigError",
+    "DataConfig",
+    "MocoConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "effective_lr",
+    "load_config",
+    "preset",
+]
 
 
 def _check(condition: bool, message: str) -> None:
@@ -26,21 +57,13 @@ def _check(condition: bool, message: str) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """How training views are made. ``views`` 'quality' uses reiqa.views.QualityViews with the
-    fields below; 'content' uses reiqa.content_views.ContentViews (MoCo-v2 augmentation B)."""
+    """Where training views come from. ``views`` picks the sampler: 'quality' uses
+    ``reiqa.views.QualityViews(quality)``, 'content' ``reiqa.views.ContentViews(content)``; the
+    other section is kept (and checked) but unused."""
 
     views: str = "quality"
-    patch_size: int = 160
-    n_aug: int = 11
-    n_scale: int = 2
-    n_distortions: int = 1
-    swap_crops: bool = True
-    min_overlap: float = 0.10
-    max_overlap: float = 0.30
-    margin: int = 16
-    region: str = "fit"
-    compat: bool = False
-    content_size: int = 224
+    quality: QualityViewConfig = field(default_factory=QualityViewConfig)
+    content: ContentViewConfig = field(default_factory=ContentViewConfig)
     workers: int = 2
     # where views are made: 'workers' (DataLoader processes, CPU), 'device' (the training
     # device, batched), or 'auto' (workers on CPU, device on CUDA)
@@ -54,10 +77,18 @@ class DataConfig:
         )
         _check(self.workers >= 0, f"data.workers must be >= 0, got {self.workers}")
         _check(self.views_on in ("auto", "workers", "device"), f"data.views_on: unknown {self.views_on!r}")
-        _check(
-            self.max_side is None or self.max_side >= 2 * self.patch_size,
-            f"data.max_side must be None or >= 2 * patch_size, got {self.max_side}",
-        )
+        if self.views == "quality":
+            patch = self.quality.patch_size
+            _check(
+                self.max_side is None or self.max_side >= 2 * patch,
+                f"data.max_side must be None or >= 2 * data.quality.patch_size ({2 * patch}), "
+                f"got {self.max_side}",
+            )
+        else:
+            _check(
+                self.max_side is None or self.max_side >= 1,
+                f"data.max_side must be >= 1, got {self.max_side}",
+            )
 
 
 @dataclass(frozen=True)
@@ -69,8 +100,15 @@ class ModelConfig:
     channels_last: bool = True
 
     def __post_init__(self) -> None:
-        _check(self.input_norm in ("none", "imagenet"), f"model.input_norm: unknown {self.input_norm!r}")
+        _check(self.arch in BACKBONES, f"model.arch: unknown {self.arch!r}; one of {sorted(BACKBONES)}")
+        _check(
+            self.input_norm in NORMS, f"model.input_norm: unknown {self.input_norm!r}; one of {sorted(NORMS)}"
+        )
         _check(self.proj_dim > 0, f"model.proj_dim must be > 0, got {self.proj_dim}")
+        _check(
+            self.proj_hidden is None or self.proj_hidden > 0,
+            f"model.proj_hidden must be None or > 0, got {self.proj_hidden}",
+        )
 
 
 @dataclass(frozen=True)
@@ -116,6 +154,13 @@ class OptimConfig:
             f"optim.warmup_epochs must be in [0, epochs], got {self.warmup_epochs}",
         )
         _check(self.schedule in ("cosine", "official"), f"optim.schedule: unknown {self.schedule!r}")
+        _check(self.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        _check(0 <= self.momentum < 1, f"optim.momentum must be in [0, 1), got {self.momentum}")
+        _check(0 <= self.min_lr_ratio <= 1, f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        _check(
+            self.clip_grad_norm is None or self.clip_grad_norm > 0,
+            f"optim.clip_grad_norm must be None or > 0, got {self.clip_grad_norm}",
+        )
 
 
 @dataclass(frozen=True)
@@ -144,6 +189,10 @@ class TrainConfig:
         _check(
             self.checkpoint_every >= 1 and self.log_every >= 1, "log_every and checkpoint_every must be >= 1"
         )
+        _check(
+            self.max_steps is None or self.max_steps >= 1,
+            f"max_steps must be None or >= 1, got {self.max_steps}",
+        )
 
     # -- JSON ----------------------------------------------------------------------------------
 
@@ -154,65 +203,141 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
-        """Build from a (possibly partial) dict; unknown keys raise ConfigError naming them."""
-        sections = {"data": DataConfig, "model": ModelConfig, "moco": MocoConfig, "optim": OptimConfig}
-        kwargs: dict[str, Any] = {}
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key, value in raw.items():
-            if key not in known:
-                raise ConfigError(f"unknown config key {key!r}; known: {sorted(known)}")
-            if key in sections:
-                sub = sections[key]
-                sub_known = {f.name for f in dataclasses.fields(sub)}
-                bad = set(value) - sub_known
-                if bad:
-                    raise ConfigError(f"unknown key(s) {sorted(bad)} in {key!r}; known: {sorted(sub_known)}")
-                kwargs[key] = sub(**value)
-            else:
-                kwargs[key] = value
-        return cls(**kwargs)
+    def from_dict(cls, raw: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        """Build from a (possibly partial) dict; unknown keys raise ConfigError naming them. A dict
+        in the layout before the view configs were nested is converted (see the module doc)."""
+        raw = _convert_old_layout(raw, source)
+        try:
+            return _build(cls, raw, "")
+        except TypeError as exc:  # a value of the wrong type reached a range check
+            raise ConfigError(str(exc)) from exc
 
     @classmethod
     def from_json(cls, path: str | Path) -> TrainConfig:
         path = Path(path)
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read the config ({exc})") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: a config is a JSON object, got {type(raw).__name__}")
         try:
-            return cls.from_dict(raw)
-        except (ConfigError, TypeError) as exc:
+            return cls.from_dict(raw, source=str(path))
+        except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with top-level fields or 'section.field' keys changed."""
-        nested: dict[str, dict[str, Any]] = {}
-        top: dict[str, Any] = {}
+        """A copy with fields changed, by dotted path: 'seed', 'optim.epochs',
+        'data.quality.patch_size'. The copy is checked like any new config."""
+        raw = self.to_dict()
         for key, value in changes.items():
-            if "." in key:
-                section, name = key.split(".", 1)
-                nested.setdefault(section, {})[name] = value
-            else:
-                top[key] = value
-        for section, values in nested.items():
-            top[section] = dataclasses.replace(getattr(self, section), **values)
-        return dataclasses.replace(self, **top)
+            *sections, name = key.split(".")
+            node = raw
+            for i, section in enumerate(sections):
+                if not isinstance(node.get(section), dict):
+                    raise ConfigError(f"{key}: {'.'.join(sections[: i + 1])} is not a config section")
+                node = node[section]
+            if name not in node:
+                raise ConfigError(f"{key}: unknown field{_moved_hint(key)}; fields here: {sorted(node)}")
+            node[name] = value
+        return TrainConfig.from_dict(raw)
+
+
+#: fields of ``data`` that moved into ``data.quality`` (and ``content_size`` into ``data.content.size``)
+_OLD_DATA_FIELDS = {f.name for f in dataclasses.fields(QualityViewConfig)} | {"content_size"}
+
+
+def _moved_hint(key: str) -> str:
+    section, _, name = key.partition(".")
+    if section != "data" or name not in _OLD_DATA_FIELDS:
+        return ""
+    return (
+        " (it moved: use data.content.size)"
+        if name == "content_size"
+        else f" (it moved: use data.quality.{name})"
+    )
+
+
+def _convert_old_layout(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    data = raw.get("data")
+    if not isinstance(data, dict) or not _OLD_DATA_FIELDS & set(data):
+        return raw
+    data = dict(data)
+    quality = {k: data.pop(k) for k in list(data) if k in _OLD_DATA_FIELDS and k != "content_size"}
+    content = {"size": data.pop("content_size")} if "content_size" in data else {}
+    data["quality"] = {**quality, **data.get("quality", {})}
+    data["content"] = {**content, **data.get("content", {})}
+    warnings.warn(
+        f"{source}: old config layout (view fields at the top of 'data') read and converted; move "
+        "patch_size, n_aug, n_scale, ... into data.quality and content_size into data.content.size "
+        "(write the converted file with TrainConfig.to_json)",
+        UserWarning,
+        stacklevel=3,
+    )
+    return {**raw, "data": data}
+
+
+def _build(cls: type, raw: object, where: str) -> Any:
+    """Dataclass ``cls`` from ``raw``: nested sections built recursively, every field's type
+    checked against its annotation, lists turned into tuples where a tuple is expected."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'config'} must be an object, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(raw) - set(hints))
+    if unknown:
+        hint = "".join(_moved_hint(f"{where}{k}") for k in unknown[:1])
+        raise ConfigError(
+            f"unknown key(s) {unknown} in {where.rstrip('.') or 'the config'}{hint}; known: {sorted(hints)}"
+        )
+    values = {}
+    for name, value in raw.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = _build(kind, value, f"{where}{name}.")
+        else:
+            values[name] = _typed(value, kind, f"{where}{name}")
+    return cls(**values)
+
+
+def _typed(value: Any, kind: Any, name: str) -> Any:
+    """``value`` checked against a field type (int, float, bool, str, tuples, X | None)."""
+    options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+    if value is None:
+        _check(type(None) in options, f"{name} must not be null")
+        return None
+    for option in (o for o in options if o is not type(None)):
+        origin = typing.get_origin(option)
+        if origin is tuple and isinstance(value, list | tuple):
+            return tuple(value)
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return value
+        if option is str and isinstance(value, str):
+            return value
+    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise ConfigError(f"{name} must be {expected}, got {value!r}")
 
 
 def effective_lr(cfg: TrainConfig) -> float:
     """The peak learning rate: base_lr * images per step * scales / 64."""
-    scales = cfg.data.n_scale if cfg.data.views == "quality" else 1
+    scales = cfg.data.quality.n_scale if cfg.data.views == "quality" else 1
     return cfg.optim.base_lr * cfg.batch_size * scales / 64
 
 
 # -- presets ----------------------------------------------------------------------------------
 
-#: The official README command (METHOD.md 2.6): ResNet-50, 630 images x 24 instances per step,
+#: The official README command (docs/method.md §2.6): ResNet-50, 630 images x 24 instances per step,
 #: LARS lr 12 (0.6 x 630 x 2 / 64 = 11.8), 40 epochs, 5 warm-up epochs, queue 65536, T 0.2.
 PAPER = TrainConfig(
     encoder="quality",
-    data=DataConfig(patch_size=160, n_aug=11, n_scale=2, n_distortions=1, workers=8, max_side=None),
+    data=DataConfig(
+        quality=QualityViewConfig(patch_size=160, n_aug=11, n_scale=2, n_distortions=1),
+        workers=8,
+        max_side=None,
+    ),
     model=ModelConfig(arch="resnet50"),
     moco=MocoConfig(queue_size=65536, temperature=0.2, momentum=0.999, negatives="queue"),
     optim=OptimConfig(name="lars", base_lr=0.6, epochs=40, warmup_epochs=5),
@@ -226,7 +351,9 @@ PAPER = TrainConfig(
 #: effective lr is 6 (the official 12 halved for the 20x smaller batch), not 0.6 x 64 / 64.
 CPU_SMALL = TrainConfig(
     encoder="quality",
-    data=DataConfig(patch_size=96, n_aug=5, n_scale=2, margin=8, workers=1, max_side=768),
+    data=DataConfig(
+        quality=QualityViewConfig(patch_size=96, n_aug=5, n_scale=2, margin=8), workers=1, max_side=768
+    ),
     model=ModelConfig(arch="resnet18"),
     moco=MocoConfig(
         queue_size=8192, temperature=0.2, momentum=0.99, negatives="queue+same-image", bn_groups=4
@@ -237,10 +364,16 @@ CPU_SMALL = TrainConfig(
     checkpoint_every=50,
 )
 
-#: MoCo-v2 content encoder (PyContrast defaults, METHOD.md 3): SGD 0.03 for 256 images, 200 epochs.
+#: MoCo-v2 content encoder (PyContrast defaults, docs/method.md §3): SGD 0.03 for 256 images, 200 epochs.
 CONTENT = TrainConfig(
     encoder="content",
-    data=DataConfig(views="content", content_size=224, n_scale=1, workers=8, max_side=None),
+    data=DataConfig(
+        views="content",
+        quality=QualityViewConfig(n_scale=1),
+        content=ContentViewConfig(size=224),
+        workers=8,
+        max_side=None,
+    ),
     model=ModelConfig(arch="resnet50", input_norm="imagenet"),
     moco=MocoConfig(queue_size=65536, temperature=0.2, momentum=0.999, negatives="queue"),
     optim=OptimConfig(
@@ -252,7 +385,7 @@ CONTENT = TrainConfig(
 #: The content recipe sized for the CPU machine: ResNet-18, 112 px views.
 CONTENT_CPU_SMALL = CONTENT.replace(
     **{
-        "data.content_size": 112,
+        "data.content.size": 112,
         "data.workers": 1,
         "data.max_side": 768,
         "model.arch": "resnet18",
@@ -306,8 +439,8 @@ def load_config(
     changes = dict(parse_override(o) for o in overrides)
     try:
         return cfg.replace(**changes) if changes else cfg
-    except (TypeError, AttributeError) as exc:
-        raise ConfigError(f"bad override {sorted(changes)}: {exc}") from exc
+    except ConfigError as exc:
+        raise ConfigError(f"--set {' '.join(overrides)}: {exc}") from exc
 
 
 def preset(name: str) -> TrainConfig:

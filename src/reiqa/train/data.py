@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from reiqa.errors import DataError, ImageLoadError
 from reiqa.io import load_image
+from reiqa.resize import cap_size
 
 MAX_ATTEMPTS = 16  # a bad image is replaced by the next index, this many times at most
 
@@ -31,17 +31,6 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
     x = (x * 0x94D049BB133111EB) & (2**64 - 1)
     x ^= x >> 31
     return x & (2**63 - 1)
-
-
-def limit_side(image: Tensor, max_side: int | None) -> Tensor:
-    """Downscale (antialiased bicubic) so that the longer side is at most max_side."""
-    if max_side is None or max(image.shape[-2:]) <= max_side:
-        return image
-    h, w = image.shape[-2:]
-    scale = max_side / max(h, w)
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    out = F.interpolate(image[None], size=size, mode="bicubic", antialias=True, align_corners=False)[0]
-    return out.clamp_(0.0, 1.0)
 
 
 @dataclass
@@ -75,7 +64,7 @@ class ImageFiles(Dataset):
         for attempt in range(MAX_ATTEMPTS):
             i = (index + attempt) % len(self.paths)
             try:
-                image = limit_side(load_image(self.paths[i]), self.max_side)
+                image = cap_size(load_image(self.paths[i]), max_side=self.max_side)
             except ImageLoadError as exc:
                 failures.append((str(self.paths[i]), str(exc)))
                 continue
