@@ -71,8 +71,21 @@ def official_split(labels: Sequence[str]) -> Split:
     return Split(*(np.flatnonzero(labels == name) for name in ("train", "val", "test")))
 
 
+def split_keys(labels) -> list[str]:
+    """The key of each item of a LabelTable in a splits file: its path relative to the database
+    folder (``images/345.webp``), or its file name when it lies elsewhere; never a machine path."""
+    keys = []
+    for p in labels.paths:
+        try:
+            keys.append(Path(p).relative_to(labels.root).as_posix())
+        except ValueError:
+            keys.append(Path(p).name)
+    return keys
+
+
 def save_splits(splits: list[Split], path: str | Path, *, keys: Sequence[str]) -> Path:
-    """Store splits by item key (file name), so they can be reused with another feature order."""
+    """Store splits by item key (see :func:`split_keys`), so they can be reused with another
+    feature order."""
     keys = list(keys)
     data = [{part: [keys[i] for i in getattr(s, part)] for part in ("train", "val", "test")} for s in splits]
     path = Path(path)
@@ -334,7 +347,7 @@ def evaluate_table(
             + (", separated by reference content" if labels.reference is not None else "")
             + "; ridge strength chosen on val by SRCC; metrics on test."
         )
-    save_splits(chosen, out_dir / "splits.json", keys=[str(p) for p in labels.paths])
+    save_splits(chosen, out_dir / "splits.json", keys=split_keys(labels))
     variants = [("all features", [b for b, _ in table.blocks])]
     if ablations:
         for kind in ("quality", "content"):
