@@ -240,6 +240,11 @@ def test_bundle_from_encoder_files_and_a_fitted_regressor(tmp_path, awkward_fold
         ],
     )
     assert fitted.exit_code == 0, fitted.output
+    info = json.loads((tmp_path / "reg" / "regressor.json").read_text())["info"]
+    from reiqa.inputs import file_sha256
+
+    assert info["scores"] == {"file": "scores.csv", "sha256": file_sha256(scores)}  # no folders
+    assert info["features"] == {"file": feats.name, "sha256": file_sha256(feats)}
 
     def make_bundle(out: str, *options: str):
         encoder = tmp_path / "quality" / "encoder.json"
@@ -282,3 +287,62 @@ def test_bundle_keeps_each_encoders_input_normalisation(tmp_path) -> None:
     assert loaded.features.content_norm.kind == "tf-lite"
     x = textured_images(2, 48, 64)
     np.testing.assert_allclose(loaded.score(x), model.score(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"score": {"range": ["low", 9], "higher_is_better": True}}, "score.range"),
+        ({"score": {"range": [0, 100], "higher_is_better": "yes"}}, "score.higher_is_better"),
+        ({"features": {"max_side": -5, "min_side": None, "compat": False}}, "features.max_side"),
+        ({"features": {"max_side": 512, "min_side": None, "compat": "no"}}, "features.compat"),
+        ({"features": {"max_side": 512, "colour": True}}, "features: unknown"),
+        (
+            {"quality": {"arch": "resnet99", "input_norm": "none", "file": "quality.safetensors"}},
+            "quality.arch",
+        ),
+        (
+            {"quality": {"arch": "resnet18", "input_norm": "bgr", "file": "quality.safetensors"}},
+            "quality.input_norm",
+        ),
+        ({"quality": {"arch": "resnet18", "input_norm": "none", "file": "../x.safetensors"}}, "quality.file"),
+        ({"quality": None}, "needs a quality and/or a content encoder"),
+        ({"name": 7}, "name must be a string"),
+        ({"licence": "MIT"}, "unknown field"),
+    ],
+)
+def test_a_bad_model_card_field_is_an_error_naming_the_file_and_field(
+    model_dir, tmp_path, change, field
+) -> None:
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    card = json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(json.dumps({**card, **change}))
+    with pytest.raises(ModelError, match=rf"model\.json: .*{re.escape(field)}"):
+        reiqa.load(folder)
+    result = runner.invoke(app, ["score", str(model_dir), "--model", str(folder)])
+    assert result.exit_code != 0 and "model.json" in str(result.exception or result.output)
+
+
+def test_the_model_card_round_trips_through_json(model_dir) -> None:
+    from reiqa.bundle import ModelCard
+
+    model = reiqa.load(model_dir)
+    card = model.card
+    assert ModelCard.from_dict(json.loads(json.dumps(card.to_dict()))) == card
+    assert card.score.range == (0.0, 100.0) and card.quality.arch == "resnet18" and card.content is None
+    model.max_side = 32
+    assert model.card.features.max_side == 32 and card.features.max_side is None  # cards are frozen
+
+
+def test_score_reads_a_csv_list_by_the_same_column_names_as_fit(model_dir, awkward_folder, tmp_path) -> None:
+    listing = tmp_path / "list.csv"
+    listing.write_text(
+        f"image_name,mos\n{awkward_folder / 'gray.jpg'},50\n{awkward_folder / 'alpha.png'},60\n"
+    )
+    out = tmp_path / "scores.csv"
+    result = runner.invoke(app, ["score", str(listing), "--model", str(model_dir), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [Path(r["path"]).name for r in _rows(out)] == ["gray.jpg", "alpha.png"]

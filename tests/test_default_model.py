@@ -100,3 +100,15 @@ def test_large_images_are_downscaled_to_the_models_cap_unless_asked(sample, tmp_
     assert abs(model.score(path) - model.score(cap_size(decoded, max_side=1024))) > 1e-3
     with pytest.raises(ValueError, match="max_side"):
         model.max_side = 0
+
+
+def test_shipped_files_record_no_machine_paths() -> None:
+    """Provenance is file names, hashes and repository-relative paths, never a folder of the
+    machine that built the model."""
+    from importlib import resources
+
+    root = resources.files("reiqa") / "weights" / "default"
+    for name in ("model.json", "regressor.json", "README.md"):
+        text = root.joinpath(name).read_text(encoding="utf-8")
+        for marker in ("/work/", "/home/", "/root/", "/tmp/", "../", "C:\\"):
+            assert marker not in text, (name, marker)

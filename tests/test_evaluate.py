@@ -67,3 +67,13 @@ def test_protocol_on_synthetic_features_and_report(tmp_path) -> None:
     report = write_report([result], tmp_path, title="Toy", protocol="3 splits")
     assert "| toy |" in report.read_text() and (tmp_path / "scatter-toy.png").is_file()
     assert (tmp_path / "per-type-toy.png").is_file() and (tmp_path / "report.json").is_file()
+
+
+def test_split_keys_are_database_relative_never_machine_paths(tmp_path) -> None:
+    from reiqa.datasets.base import LabelTable
+    from reiqa.evaluate import split_keys
+
+    root = tmp_path / "db"
+    paths = [root / "images" / "1.jpg", root / "images" / "sub" / "2.jpg", tmp_path / "elsewhere" / "3.jpg"]
+    labels = LabelTable("toy", root, paths, np.array([1.0, 2.0, 3.0]), None, None, None, None, True, (0, 5))
+    assert split_keys(labels) == ["images/1.jpg", "images/sub/2.jpg", "3.jpg"]

@@ -81,3 +81,41 @@ def test_feature_file_round_trip_and_blocks(model, files, tmp_path) -> None:
     (tmp_path / "x.safetensors").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a reiqa feature file"):
         FeatureTable.load(tmp_path / "x.safetensors")
+
+
+def test_the_feature_iterator_yields_every_file_once_in_order_with_cache_and_failures(
+    model, files, tmp_path
+) -> None:
+    from reiqa.features import FeatureCache, iter_features
+
+    mid = model.model_id(max_side=None, min_side=None)
+    cache = FeatureCache(tmp_path / "cache", mid)
+    list(iter_features(model, [files[1], files[3]], cache=cache))  # two files done by an earlier run
+    order = [files[4], files[3], files[0], files[1], files[2]]
+    batches = list(iter_features(model, order, batch_size=2, cache=FeatureCache(tmp_path / "cache", mid)))
+    rows = [r for batch in batches for r in batch]
+    assert [r.index for r in rows] == list(range(len(order)))
+    assert [r.path for r in rows] == order
+    bad = [r for r in rows if r.features is None]
+    assert [r.path.name for r in bad] == ["bad.jpg"] and "bad.jpg" in bad[0].error
+    plain = extract(model, order)
+    got = np.stack([r.features for r in rows if r.features is not None])
+    np.testing.assert_allclose(got, plain.features, atol=1e-5)
+
+
+def test_scoring_and_extraction_share_one_path(model, files) -> None:
+    """ReIQA.score_files gives the regressor exactly the features ``extract`` gives."""
+    from reiqa.bundle import assemble
+    from reiqa.regress import QualityRegressor
+
+    rng = np.random.default_rng(0)
+    regressor = QualityRegressor(alphas=(1.0,)).fit(rng.normal(size=(10, 2048)), rng.uniform(0, 100, 10))
+    scorer = assemble(
+        model.quality, model.content, regressor, quality_arch="resnet18", content_arch="resnet18"
+    )
+    records = list(scorer.score_files(files))
+    table = extract(model, files)
+    good = [r.score for r in records if r.score is not None]
+    np.testing.assert_allclose(good, regressor.predict(table.features), atol=1e-4)
+    assert [r.path for r in records] == [str(p) for p in files]
+    assert [r.error is None for r in records] == [p.name != "bad.jpg" for p in files]

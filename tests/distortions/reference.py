@@ -1,6 +1,6 @@
 """Independent reference renderings of the 26 Re-IQA distortions (compat behaviour).
 
-Written from ``METHOD.md`` §1.3/§1.4 with PIL, numpy, scipy and scikit-image only, so that the
+Written from ``docs/method.md`` §1.3/§1.4 with PIL, numpy, scipy and scikit-image only, so that the
 batched torch engine can be compared against something that shares none of its code.  The
 official code's defects are reproduced on purpose: truncating ``uint8`` casts, the ``rgb2lab`` call on
 0..255 floats in ``imsharpenHi``, the flattened ``np.roll`` in ``imcolorshift``, and so on.

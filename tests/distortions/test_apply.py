@@ -88,7 +88,7 @@ def test_strength_grows_with_level(type_id: int, compat: bool) -> None:
     """For the types the spec calls monotone, PSNR to the input falls from L0 to L4 (the random
     draws are the same at every level: same seed)."""
     if compat and CATALOG[type_id].name == "sharpen":
-        pytest.skip("the official sharpen is broken at every level (METHOD.md 1.4.1)")
+        pytest.skip("the official sharpen is broken at every level (docs/method.md §1.4.1)")
     x = torch.round(textured_images(1, 96, 96, seed=4) * 255) / 255  # 8-bit, as compat sees it
     outputs = [
         apply(x, type_id, lv, generator=torch.Generator().manual_seed(0), compat=compat) for lv in range(5)
