@@ -296,7 +296,13 @@ def _build(cls: type, raw: object, where: str) -> Any:
             values[name] = _build(kind, value, f"{where}{name}.")
         else:
             values[name] = _typed(value, kind, f"{where}{name}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as exc:  # the view configs name their fields without the section
+        section = where.rstrip(".")
+        if section and not str(exc).startswith(section):
+            raise ConfigError(f"{section}: {exc}") from exc
+        raise
 
 
 def _typed(value: Any, kind: Any, name: str) -> Any:
