@@ -1,9 +1,10 @@
 """Accuracy of a model on the CLIVE share with the project's evaluation protocol.
 
-    .venv/bin/python benchmarks/accuracy.py --data ../shared/data --quality runs/quality/encoder.json \\
+    .venv/bin/python benchmarks/accuracy.py --data DATA --quality runs/quality/encoder.json \\
         [--content runs/content/encoder.json ...] [--control] [--splits 10]
 
-Extracts features for ../shared/data/clive (cached under OUT/cache), runs 10 random 70/10/20
+DATA is a folder holding ``clive/`` (CLIVE: ``images/`` and ``mos.csv``, or the published release).
+Extracts features for DATA/clive (cached under OUT/cache), runs 10 random 70/10/20
 splits (ridge strength on val by SRCC, metrics on test, median over splits) for all features and
 for each encoder alone, once per --content encoder (each paired with the quality encoder; the
 run is named after the content encoder's folder), and with --control also for an untrained

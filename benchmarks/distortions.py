@@ -1,7 +1,9 @@
 """Distortion engine speed: ours (batched torch) against the official per-image PIL/numpy/scipy
 rendering, timed in the same run on the same images.
 
-    .venv/bin/python benchmarks/distortions.py --data ../shared/data [--threads 1] [--device cuda]
+    .venv/bin/python benchmarks/distortions.py --data DATA [--threads 1] [--device cuda]
+
+DATA is a folder holding ``kodak24/`` (the 24 Kodak PNGs).
 
 Prints a table and writes JSON (default benchmarks/results/distortions.json). The official
 baseline is tests/distortions/reference.py, which reproduces the official functions pixel for

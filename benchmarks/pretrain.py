@@ -1,6 +1,8 @@
 """Pre-training speed, split into the data pipeline (views) and the model step.
 
-    .venv/bin/python benchmarks/pretrain.py --data ../shared/data [--device cuda] [--presets cpu-small paper]
+    .venv/bin/python benchmarks/pretrain.py --data DATA [--device cuda] [--presets cpu-small paper]
+
+DATA is a folder holding ``clive/images/`` (the first 64 images are used).
 
 For each preset: images per second of the view pipeline on one core (what one DataLoader worker
 delivers; on CUDA, the batched pipeline on the GPU), and images per second of the model step

@@ -1,14 +1,14 @@
 """Scoring speed, end to end from JPEG files: decode, features (both encoders, full + half
 scale), regressor.
 
-    .venv/bin/python benchmarks/score.py [--data ../shared/data] [--model default] [--device cpu]
+    .venv/bin/python benchmarks/score.py [--data DATA] [--model default] [--device cpu]
 
-Writes JPEG files of 500x500 and 1024x768 pixels (from the Kodak images of --data when given,
-else from synthetic textures), scores them with ``ReIQA.score_files`` as ``reiqa score`` does,
-and reports images/s, the peak memory, and the share of the machine's measured ceiling: the
-encoders' FLOPs per image (counted by torch's FlopCounterMode) times images/s, divided by the
-throughput of a large 3x3 convolution and of a large matmul timed in the same run. Prints a
-table and writes JSON.
+Writes JPEG files of 500x500 and 1024x768 pixels (from the Kodak images in DATA/kodak24 when
+--data is given, else from synthetic textures), scores them with ``ReIQA.score_files`` as
+``reiqa score`` does, and reports images/s, the peak memory, and the share of the machine's
+measured ceiling: the encoders' FLOPs per image (counted by torch's FlopCounterMode) times
+images/s, divided by the throughput of a large 3x3 convolution and of a large matmul timed in
+the same run. Prints a table and writes JSON.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Re-IQA features: each encoder on the full image and on a half-scale copy, pooled, concatenated.
 
-Layout of a feature vector (METHOD.md 4), in this order, each block the backbone's pooled
+Layout of a feature vector (docs/method.md §4), in this order, each block the backbone's pooled
 dimension (2048 for ResNet-50, 512 for ResNet-18):
 
     [quality(full), quality(half), content(full), content(half)]

@@ -1,8 +1,8 @@
-"""The batched synthetic distortion engine: 26 types x 5 levels (METHOD.md 1.3).
+"""The batched synthetic distortion engine: 26 types x 5 levels (docs/method.md §1.3).
 
 ``apply`` takes a batch of images on any device, one type and level per image, and returns the
 distorted batch on the same device. ``compat=True`` follows the official code, its defects
-included (METHOD.md 1.4): 8-bit input, truncation to uint8, sharpen on 0..255 floats, the flat
+included (docs/method.md §1.4): 8-bit input, truncation to uint8, sharpen on 0..255 floats, the flat
 colour-shift roll, Pillow's box-approximated Gaussian. The default fixes them.
 """
 

@@ -109,7 +109,7 @@ def laplacian(x: Tensor) -> Tensor:
 def sharpen(images: Tensor, values: Tensor, params: dict[str, Tensor], *, compat: bool) -> Tensor:
     """Unsharp lightness: L <- clip(L - k * laplacian(L), 0, 100) in Lab.
 
-    compat reproduces the official defect (METHOD.md 1.4.1): the image enters ``rgb2lab`` in
+    compat reproduces the official defect (docs/method.md §1.4.1): the image enters ``rgb2lab`` in
     0..255 instead of 0..1, so every level gives a colour-shifted, near-saturated image."""
     amount = values.to(images).view(-1, 1, 1, 1)
     lab = rgb_to_lab(images * 255.0 if compat else images)

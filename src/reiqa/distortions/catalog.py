@@ -1,4 +1,4 @@
-"""The 26 distortion types of Re-IQA, each with its 5 level values (METHOD.md 1.3).
+"""The 26 distortion types of Re-IQA, each with its 5 level values (docs/method.md §1.3).
 
 One table that the code, the docs (``reiqa distort --list``) and the tests all read.
 """

@@ -58,7 +58,7 @@ def color_shift(images: Tensor, values: Tensor, params: dict[str, Tensor], *, co
     edges: G' = e * G_shifted + (1 - e) * G, edges mirrored.
 
     Default: a true 2-D shift. compat: the official flat ``np.roll`` of the mirror-padded
-    channel by dy + dx elements, a horizontal shift with row wrap-around (METHOD.md 1.4.2)."""
+    channel by dy + dx elements, a horizontal shift with row wrap-around (docs/method.md §1.4.2)."""
     n, _, h, w = images.shape
     shift = params["shift"].to(images.device)
     dy, dx = shift[:, 0].view(n, 1, 1), shift[:, 1].view(n, 1, 1)

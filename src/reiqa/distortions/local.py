@@ -3,7 +3,7 @@ jitter (22). Op signature as in ``blur.py``.
 
 Positions follow the official draws on the image the op receives. When the training pipeline
 distorts a cropped window instead of the whole image, blocks and moved patches are placed in
-that window, so they are denser than in the official pipeline (METHOD.md 1.4.5, 8.2)."""
+that window, so they are denser than in the official pipeline (docs/method.md §1.4.5, §8.2)."""
 
 from __future__ import annotations
 

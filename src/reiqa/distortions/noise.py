@@ -68,7 +68,7 @@ def multiplicative_noise(
 
 def denoise(images: Tensor, values: Tensor, params: dict[str, Tensor], *, compat: bool) -> Tensor:
     """White noise as type 8, then a fixed denoiser per image: Pillow ``BoxBlur(2)`` or
-    ``GaussianBlur(3)``. The blur dominates, so the level barely matters (METHOD.md 1.4.4).
+    ``GaussianBlur(3)``. The blur dominates, so the level barely matters (docs/method.md §1.4.4).
     Default: the same filters in float; compat: Pillow's uint8 buffers."""
     noisy = white_noise(images, values, params, compat=compat)
     box = params["box"].to(images.device)

@@ -60,7 +60,7 @@ class InputNorm(nn.Module):
     """Per-channel (x - mean) / std with constant buffers; identity when ``kind`` is 'none'.
 
     The quality encoder sees raw [0, 1] RGB and the content encoder ImageNet-normalised RGB
-    (METHOD.md 3-4); this module is the one place where that difference lives. 'tf-lite' is the
+    (docs/method.md §3-§4); this module is the one place where that difference lives. 'tf-lite' is the
     TensorFlow EfficientNet-Lite scaling, (255 x - 127) / 128."""
 
     def __init__(self, kind: str = "none") -> None:

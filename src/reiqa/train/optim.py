@@ -1,7 +1,8 @@
 """Optimisers (LARS, SGD) and learning-rate schedules for MoCo-v2 training.
 
 Schedules are pure functions of the global step; the loop calls ``set_lr(optimizer, lr_at(step, ...))``
-before every step (STYLE.md §2.7), so a resumed run needs only the step to continue the schedule.
+at the start of every step (see ``reiqa.train.loop.train_step``), so a resumed run needs only the
+step to continue the schedule.
 
 LARS follows MoCo-v3 (https://arxiv.org/abs/2104.02057, ``moco/optimizer.py``): "LARS optimizer, no
 rate scaling or weight decay for parameters <= 1D".
@@ -37,7 +38,7 @@ def _check_hyper(
 
 
 class LARS(torch.optim.Optimizer):
-    """Layer-wise adaptive rate scaling with momentum, as in MoCo-v3 (METHOD.md §2.4).
+    """Layer-wise adaptive rate scaling with momentum, as in MoCo-v3 (docs/method.md §2.4).
 
     For each parameter ``w`` with gradient ``g``:
 
@@ -191,7 +192,7 @@ def _cosine(base: float, low: float, progress: float) -> float:
 def lr_at(
     step: int, *, base_lr: float, total_steps: int, warmup_steps: int, min_lr_ratio: float = 0.0
 ) -> float:
-    """Per-iteration linear warm-up then half-cosine decay (METHOD.md §8.6).
+    """Per-iteration linear warm-up then half-cosine decay (docs/method.md §8.6).
 
     The step ``s`` takes the value of the continuous schedule at ``t = s + 1``: linear
     ``base_lr * t / warmup_steps`` for ``t <= warmup_steps``, then
@@ -230,7 +231,7 @@ def lr_at(
 
 
 def official_lr_at(step: int, *, base_lr: float, steps_per_epoch: int, epochs: int) -> float:
-    """The official Re-IQA / PyContrast schedule (``--cosine --warm``, METHOD.md §2.5).
+    """The official Re-IQA / PyContrast schedule (``--cosine --warm``, docs/method.md §2.5).
 
     With the 1-based epoch ``e = step // steps_per_epoch + 1`` and ``eta_min = base_lr * 0.1**3``, the
     cosine is evaluated once per epoch: ``lr(e) = eta_min + (base_lr - eta_min) * (1 + cos(pi * e /

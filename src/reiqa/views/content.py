@@ -1,4 +1,4 @@
-"""Content-aware training views: MoCo-v2 "augmentation B" as PyContrast applies it (METHOD.md 3).
+"""Content-aware training views: MoCo-v2 "augmentation B" as PyContrast applies it (docs/method.md §3).
 
 The content encoder was trained with "vanilla MoCo-v2 training code using ResNet-50 and ImageNet
 provided in PyContrast ... default settings" (Re-IQA README; MoCo-v2: Chen et al. 2020,
@@ -27,7 +27,7 @@ differs. PyContrast works on 8-bit PIL images; here everything stays float.
 
 There is **no ImageNet mean/std normalisation here**: views stay in [0, 1] like every other
 image in reiqa, and the content encoder wrapper normalises its input with its own mean/std
-buffers (METHOD.md 3, "Inference preprocessing").
+buffers (docs/method.md §3).
 
 Randomness: every draw comes from the ``torch.Generator`` passed in, never from torch's global
 RNG, ``random`` or numpy. Parameters are drawn on the CPU, image by image in order (query, then

@@ -1,6 +1,6 @@
 """Training views.
 
-Quality-aware views (Re-IQA, METHOD.md 1.2-1.8): every image becomes 1 pristine + ``n_aug``
+Quality-aware views (Re-IQA, docs/method.md §1.2-1.8): every image becomes 1 pristine + ``n_aug``
 distorted versions at ``n_scale`` scales; each (version, scale) is its own MoCo instance whose
 two views are partly overlapping crops of that same distorted image.
 
@@ -25,7 +25,7 @@ How a batch is built (default):
 ``compat=True`` follows the official order instead: the whole image is distorted, the half scale
 is a non-antialiased bicubic resize, windows that do not fit are zero-padded centre crops, and
 the swap uses the official in-place arithmetic on overlapping views, which corrupts the swapped
-crops (METHOD.md 1.6). Use it only to reproduce the released checkpoints' training data.
+crops (docs/method.md §1.6). Use it only to reproduce the released checkpoints' training data.
 
 Small sources (default): a window never leaves the image. When a scale is too small for the
 drawn offset, the offset is capped at the room available and the other offset is redrawn so
