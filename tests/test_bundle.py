@@ -346,3 +346,13 @@ def test_score_reads_a_csv_list_by_the_same_column_names_as_fit(model_dir, awkwa
     result = runner.invoke(app, ["score", str(listing), "--model", str(model_dir), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert [Path(r["path"]).name for r in _rows(out)] == ["gray.jpg", "alpha.png"]
+
+
+def test_the_public_api_is_reiqa_load_and_reiqa_reiqa(model_dir) -> None:
+    import subprocess
+    import sys
+
+    assert isinstance(reiqa.load(model_dir), reiqa.ReIQA)
+    # importing reiqa alone stays light: no torch until a model is asked for
+    probe = "import sys, reiqa; assert 'torch' not in sys.modules; reiqa.ReIQA; assert 'torch' in sys.modules"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0

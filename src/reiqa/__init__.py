@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["ImageLoadError", "ReiqaError", "UnknownNameError", "__version__", "load"]
+__all__ = ["ImageLoadError", "ReIQA", "ReiqaError", "UnknownNameError", "__version__", "load"]
 
 
 def load(path: str | os.PathLike[str] | None = None) -> ReIQA:
@@ -23,3 +23,12 @@ def load(path: str | os.PathLike[str] | None = None) -> ReIQA:
     from reiqa.bundle import load as _load
 
     return _load(path)
+
+
+def __getattr__(name: str) -> object:
+    # reiqa.ReIQA without importing torch when reiqa is imported
+    if name == "ReIQA":
+        from reiqa.bundle import ReIQA
+
+        return ReIQA
+    raise AttributeError(f"module 'reiqa' has no attribute {name!r}")

@@ -51,3 +51,17 @@ class FeatureError(ReiqaError, ValueError):
 
 class ModelError(ReiqaError, ValueError):
     """A model bundle is missing files, or its parts do not fit together."""
+
+
+class DatasetError(ReiqaError, ValueError):
+    """A database folder or label file is missing, malformed, or lists images that are not there.
+
+    The message starts with the file or folder, says what is wrong, then how to fix it."""
+
+
+class RegressorError(ReiqaError, ValueError):
+    """Bad training data for the regressor, or an unreadable regressor file."""
+
+
+class EvaluationError(ReiqaError, ValueError):
+    """The protocol cannot run on these inputs."""

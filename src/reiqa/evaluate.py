@@ -17,13 +17,9 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize, special, stats
 
-from reiqa.errors import ReiqaError
+from reiqa.errors import EvaluationError
 from reiqa.plots import new_figure, save_figure
 from reiqa.regress import QualityRegressor
-
-
-class EvaluationError(ReiqaError, ValueError):
-    """The protocol cannot run on these inputs."""
 
 
 @dataclass(frozen=True)

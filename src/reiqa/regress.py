@@ -17,16 +17,12 @@ from scipy import stats
 from sklearn.linear_model import ElasticNet, Ridge
 from sklearn.model_selection import KFold
 
-from reiqa.errors import ReiqaError
+from reiqa.errors import RegressorError
 
 # 0.2-decade steps from 1e-3 to 1e5: ARNIQA's range (1e-3..1e3) is too narrow for thousands of
 # standardised features on a few hundred images (the strength settles near 1e3 or above).
 DEFAULT_ALPHAS = tuple(float(a) for a in np.geomspace(1e-3, 1e5, 41))
 DEFAULT_L1_RATIOS = (0.1, 0.5, 0.9)
-
-
-class RegressorError(ReiqaError, ValueError):
-    """Bad training data for the regressor, or an unreadable regressor file."""
 
 
 def srcc(a: np.ndarray, b: np.ndarray) -> float:

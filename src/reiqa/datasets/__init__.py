@@ -19,9 +19,9 @@ import difflib
 from pathlib import Path
 
 from reiqa.datasets import agiqa3k, clive, csiq, flive, kadid10k, koniq10k, live, pipal, spaq, tid2013
-from reiqa.datasets.base import DatasetError, DatasetSpec, LabelTable
+from reiqa.datasets.base import DatasetSpec, LabelTable
 from reiqa.datasets.csv_table import load_csv
-from reiqa.errors import UnknownNameError
+from reiqa.errors import DatasetError, UnknownNameError
 
 __all__ = ["DATASETS", "DatasetError", "DatasetSpec", "LabelTable", "get", "load", "load_csv", "names"]
 

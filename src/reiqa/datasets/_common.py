@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from reiqa.datasets.base import DatasetError
+from reiqa.errors import DatasetError
 
 #: how many missing image names an error message shows
 _SHOW = 3

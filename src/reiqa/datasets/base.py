@@ -1,5 +1,5 @@
 """The two types every dataset loader shares: ``DatasetSpec`` (one row of the registry) and
-``LabelTable`` (what a loader returns), plus ``DatasetError``.
+``LabelTable`` (what a loader returns). Their errors are ``reiqa.errors.DatasetError``.
 
 A loader reads the label files in the form the database is published, from a folder the user
 names, checks that every listed image exists (it never decodes one), and returns a LabelTable.
@@ -14,17 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reiqa.errors import ReiqaError
-
 KINDS = ("synthetic", "authentic", "ai-generated")
 SCORES = ("MOS", "DMOS", "Elo")
 SPLITS = ("train", "val", "test")
-
-
-class DatasetError(ReiqaError, ValueError):
-    """A database folder or label file is missing, malformed, or lists images that are not there.
-
-    The message starts with the file or folder, says what is wrong, then how to fix it."""
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ from reiqa.datasets._common import (
     read_mat,
     require_dir,
 )
-from reiqa.datasets.base import DatasetError, DatasetSpec, LabelTable
+from reiqa.datasets.base import DatasetSpec, LabelTable
+from reiqa.errors import DatasetError
 
 N_TRAINING_IMAGES = 7
 RELEASE_FILES = {

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from reiqa.datasets._common import check_unique, missing_images, parse_float, read_csv, read_csv_header
-from reiqa.datasets.base import SPLITS, DatasetError, LabelTable
+from reiqa.datasets.base import SPLITS, LabelTable
+from reiqa.errors import DatasetError
 from reiqa.inputs import IMAGE_COLUMNS, find_column
 
 SCORE_COLUMNS = ("score", "mos", "mos_quality", "quality", "rating", "label")

@@ -41,7 +41,8 @@ from reiqa.datasets._common import (
     require_dir,
     require_file,
 )
-from reiqa.datasets.base import DatasetError, DatasetSpec, LabelTable
+from reiqa.datasets.base import DatasetSpec, LabelTable
+from reiqa.errors import DatasetError
 
 LABEL_FILE = "labels_image.csv"
 TRAIN_VAL_FILES = ("labels=640_padded.csv", "labels<=640_padded.csv")

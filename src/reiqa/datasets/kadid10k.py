@@ -31,7 +31,8 @@ from reiqa.datasets._common import (
     require_dir,
     require_file,
 )
-from reiqa.datasets.base import DatasetError, DatasetSpec, LabelTable
+from reiqa.datasets.base import DatasetSpec, LabelTable
+from reiqa.errors import DatasetError
 
 LABEL_FILE = "dmos.csv"
 IMAGE_DIR = "images"

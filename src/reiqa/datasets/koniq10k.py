@@ -33,7 +33,8 @@ from reiqa.datasets._common import (
     require_dir,
     require_file,
 )
-from reiqa.datasets.base import DatasetError, DatasetSpec, LabelTable
+from reiqa.datasets.base import DatasetSpec, LabelTable
+from reiqa.errors import DatasetError
 
 LABEL_FILE = "koniq10k_scores_and_distributions.csv"
 SETS_FILE = "koniq10k_distributions_sets.csv"

@@ -35,7 +35,8 @@ from reiqa.datasets._common import (
     require_dir,
     require_file,
 )
-from reiqa.datasets.base import DatasetError, DatasetSpec, LabelTable
+from reiqa.datasets.base import DatasetSpec, LabelTable
+from reiqa.errors import DatasetError
 
 #: (folder, number of entries) in the order of dmos.mat
 FOLDERS: tuple[tuple[str, int], ...] = (

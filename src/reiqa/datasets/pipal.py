@@ -29,7 +29,8 @@ from reiqa.datasets._common import (
     read_text_lines,
     require_dir,
 )
-from reiqa.datasets.base import DatasetError, DatasetSpec, LabelTable
+from reiqa.datasets.base import DatasetSpec, LabelTable
+from reiqa.errors import DatasetError
 
 LABEL_DIR = "Train_Label"
 IMAGE_DIR_GLOB = "Distortion_*"
