@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import ResNet18_Weights
 
-from reiqa.io import find_images, load_image
+from reiqa.inputs import find_images
+from reiqa.io import load_image
 from reiqa.models.backbones import InputNorm
 from reiqa.models.importers import import_efficientnet_lite0
 

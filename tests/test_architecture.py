@@ -128,3 +128,29 @@ def test_scoring_never_loads_the_training_code(graph) -> None:
 
     for entry in ("reiqa.bundle", "reiqa.jobs", "reiqa.features", "reiqa.evaluate"):
         assert not {m for m in closure(entry) if m.startswith("reiqa.train")}, entry
+
+
+@pytest.mark.parametrize(
+    "script", sorted((SRC.parent / "benchmarks").glob("*.py")) + sorted((SRC.parent / "scripts").glob("*.py"))
+)
+def test_benchmarks_and_scripts_import_names_that_exist(script: Path) -> None:
+    """They are not run by the tests; every reiqa name they import must still be there."""
+    import importlib
+
+    for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("reiqa"):
+            module = importlib.import_module(node.module)
+            missing = [
+                a.name for a in node.names if not (hasattr(module, a.name) or _submodule(module, a.name))
+            ]
+            assert not missing, f"{script.name}: from {node.module} import {missing}"
+
+
+def _submodule(module, name: str) -> bool:
+    import importlib
+
+    try:
+        importlib.import_module(f"{module.__name__}.{name}")
+    except ModuleNotFoundError:
+        return False
+    return True

@@ -308,7 +308,7 @@ def test_bundle_keeps_each_encoders_input_normalisation(tmp_path) -> None:
         ({"quality": {"arch": "resnet18", "input_norm": "none", "file": "../x.safetensors"}}, "quality.file"),
         ({"quality": None}, "needs a quality and/or a content encoder"),
         ({"name": 7}, "name must be a string"),
-        ({"licence": "MIT"}, "unknown field"),
+        ({"score": {"range": [0, 1], "units": "MOS"}}, "score: unknown field"),
     ],
 )
 def test_a_bad_model_card_field_is_an_error_naming_the_file_and_field(
@@ -335,6 +335,9 @@ def test_the_model_card_round_trips_through_json(model_dir) -> None:
     assert card.score.range == (0.0, 100.0) and card.quality.arch == "resnet18" and card.content is None
     model.max_side = 32
     assert model.card.features.max_side == 32 and card.features.max_side is None  # cards are frozen
+    # keys of the user's own are kept
+    mine = ModelCard.from_dict({**card.to_dict(), "licence": "CC-BY-4.0"})
+    assert mine.extra == {"licence": "CC-BY-4.0"} and mine.to_dict()["licence"] == "CC-BY-4.0"
 
 
 def test_score_reads_a_csv_list_by_the_same_column_names_as_fit(model_dir, awkward_folder, tmp_path) -> None:

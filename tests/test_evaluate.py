@@ -76,4 +76,4 @@ def test_split_keys_are_database_relative_never_machine_paths(tmp_path) -> None:
     root = tmp_path / "db"
     paths = [root / "images" / "1.jpg", root / "images" / "sub" / "2.jpg", tmp_path / "elsewhere" / "3.jpg"]
     labels = LabelTable("toy", root, paths, np.array([1.0, 2.0, 3.0]), None, None, None, None, True, (0, 5))
-    assert split_keys(labels) == ["images/1.jpg", "images/sub/2.jpg", "3.jpg"]
+    assert split_keys(labels) == ["images/1.jpg", "images/sub/2.jpg", "../elsewhere/3.jpg"]

@@ -93,7 +93,8 @@ class EncoderSpec:
 @dataclass(frozen=True)
 class ScoreSpec:
     """What the scores mean: their range on the training data, their direction, and where the
-    opinion scores came from (a file name and hash, never a machine path)."""
+    opinion scores came from (``reiqa bundle`` writes the scores file's name and hash, as
+    ``reiqa fit`` recorded them)."""
 
     range: tuple[float, float] | None = None
     higher_is_better: bool = True
@@ -118,7 +119,9 @@ class ScoreSpec:
 
 @dataclass(frozen=True)
 class ModelCard:
-    """The contents of ``model.json``."""
+    """The contents of ``model.json``. Top-level keys reiqa does not know (a description, a
+    licence) are kept in ``extra`` and written back; inside the known sections every key is
+    checked."""
 
     name: str = "reiqa model"
     quality: EncoderSpec | None = None
@@ -126,6 +129,7 @@ class ModelCard:
     score: ScoreSpec = field(default_factory=ScoreSpec)
     features: FeatureOptions = field(default_factory=FeatureOptions)
     format: str = FORMAT
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.format != FORMAT:
@@ -149,11 +153,16 @@ class ModelCard:
             "content": dataclasses.asdict(self.content) if self.content else None,
             "score": {**dataclasses.asdict(self.score), "range": list(self.score.range or []) or None},
             "features": self.features.to_dict(),
+            **self.extra,
         }
 
     @classmethod
     def from_dict(cls, raw: object) -> ModelCard:
-        values = _fields(raw, cls, "model.json")
+        if not isinstance(raw, dict):
+            raise ConfigError(f"model.json must be an object, got {type(raw).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        values = {k: v for k, v in raw.items() if k in known}
+        values["extra"] = {k: v for k, v in raw.items() if k not in known}
         if "format" not in values:
             raise ConfigError(f"format is missing, expected {FORMAT!r}")
         for role in ROLES:

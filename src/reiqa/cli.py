@@ -13,6 +13,7 @@ from reiqa.errors import ReiqaError
 from reiqa.io import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
+    from reiqa.features import FeatureTable
     from reiqa.jobs import ScoringRun
 
 #: the --max-pixels option of every command that decodes images
@@ -123,6 +124,8 @@ def features(
     from reiqa.jobs import extract_to_file
     from reiqa.runtime import tune_allocator
 
+    if (quality is None and content is None) == (model is None):
+        raise typer.BadParameter("give --quality and/or --content, or --model")
     tune_allocator()
     table = extract_to_file(
         inputs,
@@ -139,7 +142,13 @@ def features(
         amp=amp,
         max_pixels=max_pixels,
     )
-    typer.echo("".join(f"skipped: {cause}\n" for _, cause in table.failures), err=True, nl=False)
+    _print_extraction(table, out)
+
+
+def _print_extraction(table: FeatureTable, out: Path) -> None:
+    """Skipped files on stderr, a summary; exit status 3 when any file was skipped."""
+    for _, cause in table.failures:
+        typer.echo(f"skipped: {cause}", err=True)
     skipped = f", {len(table.failures)} skipped" if table.failures else ""
     typer.echo(f"wrote {out}: {len(table.paths)} images x {table.features.shape[1]} features{skipped}")
     if table.failures:
@@ -238,6 +247,7 @@ def score(
         workers=workers,
         max_side=max_side,
         max_pixels=max_pixels,
+        on_empty=lambda item: typer.echo(f"skipped: {item}: no image files found there", err=True),
     )
     _print_scores(run, output)
     if run.summary.failed or run.empty_inputs:
@@ -245,10 +255,8 @@ def score(
 
 
 def _print_scores(run: ScoringRun, output: Path | None) -> None:
-    """Skipped inputs and files on stderr; the scores on stdout (without --output); a summary."""
+    """Skipped files on stderr; the scores on stdout (without --output); a summary."""
     records = run.summary.records
-    for item in run.empty_inputs:
-        typer.echo(f"skipped: {item}: no image files found there", err=True)
     for r in records:
         if r.error:
             typer.echo(f"skipped: {r.error}", err=True)

@@ -9,6 +9,7 @@ test predictions, VQEG style), RMSE (raw and after the mapping).
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,14 +70,11 @@ def official_split(labels: Sequence[str]) -> Split:
 
 def split_keys(labels) -> list[str]:
     """The key of each item of a LabelTable in a splits file: its path relative to the database
-    folder (``images/345.webp``), or its file name when it lies elsewhere; never a machine path."""
-    keys = []
-    for p in labels.paths:
-        try:
-            keys.append(Path(p).relative_to(labels.root).as_posix())
-        except ValueError:
-            keys.append(Path(p).name)
-    return keys
+    folder (``images/345.webp``, or ``../other/1.jpg`` for a file elsewhere); never a machine
+    path."""
+    return [
+        Path(os.path.relpath(Path(p).resolve(), Path(labels.root).resolve())).as_posix() for p in labels.paths
+    ]
 
 
 def save_splits(splits: list[Split], path: str | Path, *, keys: Sequence[str]) -> Path:

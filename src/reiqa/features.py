@@ -94,7 +94,6 @@ class FeatureModel(nn.Module):
         content: nn.Module | None,
         *,
         compat: bool = False,
-        names: dict[str, str] | None = None,
         quality_norm: str = "none",
         content_norm: str = "imagenet",
     ) -> None:
@@ -106,7 +105,6 @@ class FeatureModel(nn.Module):
         self.quality_norm = InputNorm(quality_norm)
         self.content_norm = InputNorm(content_norm)
         self.compat = compat
-        self.names = names or {}
         self.eval()
 
     @classmethod
@@ -120,10 +118,14 @@ class FeatureModel(nn.Module):
             q,
             c,
             compat=compat,
-            names={"quality": str(quality or ""), "content": str(content or "")},
             quality_norm=q_meta.get("input_norm", "none"),
             content_norm=c_meta.get("input_norm", "imagenet"),
         )
+
+    @property
+    def device(self) -> torch.device:
+        """Where the encoders are (the normalisation buffers move with them)."""
+        return self.quality_norm.mean.device
 
     def blocks(self) -> list[tuple[str, int]]:
         """[(block name, width)] in feature order."""
@@ -352,7 +354,7 @@ def encode(
     if amp not in AMP_DTYPES:
         raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {amp!r}")
     amp_dtype = AMP_DTYPES[amp]
-    device = next(model.parameters()).device
+    device = model.device
     step = max(1, max_pixels_per_forward // (images.shape[-2] * images.shape[-1]))
     parts = []
     for start in range(0, len(images), step):
@@ -392,14 +394,19 @@ def iter_features(
     amp: str = "none",
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Iterator[list[FeatureRow]]:
-    """The one path from image files to features, under ``reiqa features``, ``reiqa score`` and
-    ``ReIQA.score``: decode (in ``workers`` processes), cap the size (``options``), batch images
-    of one size within a pixel budget, run the encoders on the model's device (``amp``: autocast),
-    and yield the rows of each batch of ``batch_size`` files, every file once, in input order.
+    """The one path from image files to features, under ``reiqa features`` (``extract``) and ``reiqa
+    score`` / ``ReIQA.score_files`` / ``ReIQA.score(list of paths)``: decode (in ``workers``
+    processes), cap the size (``options``), batch images of one size within a pixel budget, run the
+    encoders on the model's device (``amp``: autocast), and yield the rows of each batch of
+    ``batch_size`` files, every file once, in input order.
 
     A file that cannot be read gets a row with ``features=None`` and the error. With ``cache``,
     files already in it are not decoded, and new rows are added to it after every batch. The
-    compat flag of ``options`` is the model's own (``FeatureModel.compat``)."""
+    compat flag of ``options`` must be the model's own (``FeatureModel.compat``)."""
+    if options.compat != model.compat:
+        raise FeatureError(
+            f"options.compat={options.compat} but the model was built with compat={model.compat}"
+        )
     paths = [Path(p) for p in paths]
     digests = [file_sha256(p) if cache is not None and p.is_file() else "" for p in paths]
     cached = [i for i, d in enumerate(digests) if d and cache is not None and d in cache]

@@ -378,12 +378,15 @@ def save_image(image: Tensor, path: StrPath, *, quality: int = 95) -> Path:
     return save_pil(to_pil(image), path, quality=quality)
 
 
-def save_pil(image: Image.Image, path: StrPath, *, quality: int = 95) -> Path:
-    """Write a Pillow image atomically (see :func:`save_image`: format by suffix, temporary file
-    flushed to disk then moved over ``path``)."""
+def save_pil(image: Image.Image, path: StrPath, *, quality: int | None = None) -> Path:
+    """Write a Pillow image atomically (see :func:`save_image`: temporary file flushed to disk then
+    moved over ``path``). The format follows the suffix, any Pillow can write; ``quality`` (JPEG,
+    WebP) defaults to Pillow's own."""
     path = Path(path)
-    fmt = _save_format(path)
-    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(f"{path}: Pillow cannot write images with suffix {path.suffix!r}")
+    options = {"quality": quality} if quality is not None and fmt in ("JPEG", "WEBP") else {}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     # 0o666 less the umask, like an ordinary new file (mkstemp would make it 0o600).

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,13 +171,17 @@ def score_inputs(
     max_side: int | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     progress: bool | None = None,
+    on_empty: Callable[[str], object] | None = None,
 ) -> ScoringRun:
     """``reiqa score``: expand the inputs (files, folders, globs, CSV lists), load the model
     ('default' or a folder) on ``device``, and score into ``output`` (resumable) or memory.
     ``max_side`` overrides the model's size cap (0: full size). ``progress`` None shows a bar for
-    runs over 20 images."""
+    runs over 20 images. ``on_empty`` is told of each input that names no image file, before the
+    model is loaded."""
     empty: list[str] = []
     paths = expand_inputs(inputs, recursive=recursive, empty=empty)
+    for item in empty if on_empty is not None else ():
+        on_empty(item)
     net = load(None if str(model) == "default" else model).to(pick_device(device))
     if max_side is not None:
         net.max_side = max_side or None

@@ -21,11 +21,12 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save_figure(figure: Figure, path: str | Path, *, dpi: int = 110) -> Path:
-    """Lay out and write ``figure`` as a PNG (through a temporary file, then renamed)."""
+    """Lay out and write ``figure`` in the format of the file's suffix (PNG, PDF, SVG, ...),
+    through a temporary file that is then renamed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    figure.savefig(tmp, dpi=dpi, format="png")
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    figure.savefig(tmp, dpi=dpi)
     os.replace(tmp, path)
     return path

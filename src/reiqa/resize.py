@@ -1,10 +1,11 @@
 """The one image resize of reiqa: antialiased bicubic, clipped to [0, 1].
 
 Antialiased bicubic (``torch.nn.functional.interpolate(..., antialias=True)``) computes what
-Pillow's ``Image.resize(BICUBIC)`` computes, on float tensors, batched, on any device. Every
-downscale in the package goes through :func:`resize`: the half scale of features and training
-views, the size caps of scoring and training sources, the upscale of training crops that are too
-small. :func:`half_scale_unfiltered` is the official training pipeline's half scale, kept only for
+Pillow's ``Image.resize(BICUBIC)`` computes, on float tensors, batched, on any device. Every resize
+of whole images outside the distortion catalogue goes through :func:`resize`: the half scale of
+features and training views, the size caps of scoring and training sources, the upscale of training
+crops that are too small. (The resizing distortion types are part of the catalogue.)
+:func:`half_scale_unfiltered` is the official training pipeline's half scale, kept only for
 ``compat=True`` views (docs/method.md §1.7).
 
 All functions take (3, H, W) or (N, 3, H, W) float images in [0, 1] and return the same layout.

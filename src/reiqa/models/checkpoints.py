@@ -176,6 +176,6 @@ def export_encoder(checkpoint_dir: Path, path_stem: Path) -> Path:
         info={
             "encoder": config["encoder"],
             "steps": int(state["step"]),
-            "exported_from": str(checkpoint_dir),
+            "exported_from": f"{Path(checkpoint_dir).resolve().parent.name}/{Path(checkpoint_dir).name}",
         },
     )

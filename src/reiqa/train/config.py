@@ -206,9 +206,8 @@ class TrainConfig:
     def from_dict(cls, raw: dict[str, Any], *, source: str = "config") -> TrainConfig:
         """Build from a (possibly partial) dict; unknown keys raise ConfigError naming them. A dict
         in the layout before the view configs were nested is converted (see the module doc)."""
-        raw = _convert_old_layout(raw, source)
         try:
-            return _build(cls, raw, "")
+            return _build(cls, _convert_old_layout(raw, source), "")
         except TypeError as exc:  # a value of the wrong type reached a range check
             raise ConfigError(str(exc)) from exc
 
@@ -239,7 +238,7 @@ class TrainConfig:
                 node = node[section]
             if name not in node:
                 raise ConfigError(f"{key}: unknown field{_moved_hint(key)}; fields here: {sorted(node)}")
-            node[name] = value
+            node[name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
         return TrainConfig.from_dict(raw)
 
 
@@ -281,7 +280,7 @@ def _build(cls: type, raw: object, where: str) -> Any:
     """Dataclass ``cls`` from ``raw``: nested sections built recursively, every field's type
     checked against its annotation, lists turned into tuples where a tuple is expected."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where or 'config'} must be an object, got {raw!r}")
+        raise ConfigError(f"{where.rstrip('.') or 'the config'} must be an object, got {raw!r}")
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(raw) - set(hints))
     if unknown:
@@ -319,8 +318,10 @@ def _typed(value: Any, kind: Any, name: str) -> Any:
             return value
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return value
+        if option is int and isinstance(value, float) and value.is_integer():  # 40.0 from a JSON tool
+            return int(value)
         if option is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return value
+            return float(value)
         if option is str and isinstance(value, str):
             return value
     expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)

@@ -4,7 +4,7 @@ One process on CPU or CUDA, or many under ``torchrun`` (DDP; NCCL on GPU, gloo o
 ``torch.autocast`` (bf16, or fp16 with a GradScaler). Resumable: ``resume=True`` continues from
 ``out_dir/checkpoint`` and ends with the same weights as a run that never stopped.
 
-Outputs in ``out_dir``: ``config.json``, ``checkpoint/`` (see ``reiqa.train.resume``),
+Outputs in ``out_dir``: ``config.json``, ``checkpoint/`` (see ``reiqa.train.checkpointing``),
 ``metrics.jsonl`` and ``tb/`` (see ``reiqa.train.metrics``), and at the end
 ``encoder.safetensors`` + ``encoder.json``: the query encoder's backbone, which is what feature
 extraction uses.
@@ -25,8 +25,8 @@ from reiqa.errors import ConfigError
 from reiqa.models import checkpoints
 from reiqa.models.moco import batch_negative_mask, info_nce
 from reiqa.runtime import pick_device
+from reiqa.train import checkpointing
 from reiqa.train import data as train_data
-from reiqa.train import resume as checkpointing
 from reiqa.train.config import TrainConfig, effective_lr
 from reiqa.train.metrics import MetricsLogger
 from reiqa.train.optim import lr_at, official_lr_at, set_lr

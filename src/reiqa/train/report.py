@@ -37,5 +37,5 @@ def plot_training_curve(run_dir: str | Path, output: str | Path, *, title: str |
         ax.set_xlabel("epoch")
         ax.set_title(label)
         ax.grid(alpha=0.3)
-    fig.suptitle(title or Path(run_dir).name)
+    fig.suptitle(title or Path(run_dir).resolve().name)
     return save_figure(fig, output, dpi=120)

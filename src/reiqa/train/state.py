@@ -1,8 +1,9 @@
-"""Everything a training step needs, built from a config: the MoCo model, the (DDP-wrapped) query
-encoder, the optimizer, the grad scaler, the view maker, and the step counter.
+"""Everything a training step needs, built from a config: the MoCo model, the query encoder (wrapped
+in DDP on several ranks), the optimizer, the grad scaler and the step counter (``TrainState``), and
+the view maker (``build_views``).
 
-``build_state(cfg, device)`` is the one place where this is set up: ``reiqa.train.loop.run`` and
-the benchmarks use it, so a benchmark times exactly what training runs."""
+``build_state(cfg, device)`` is the one place where the state is set up: ``reiqa.train.loop.run``
+and the benchmarks use it, so a benchmark times exactly what training runs."""
 
 from __future__ import annotations
 
@@ -65,8 +66,9 @@ def build_views(cfg: TrainConfig) -> ViewMaker:
 
 def build_state(cfg: TrainConfig, device: torch.device) -> TrainState:
     """A fresh state on ``device``: weights (and the queue's initial keys) drawn from
-    ``cfg.seed``, channels-last if asked, SyncBN and DDP when several ranks train with
-    ``moco.bn='sync'``, the optimizer at the peak learning rate, a grad scaler for fp16."""
+    ``cfg.seed``, channels-last if asked, SyncBN when several ranks train with ``moco.bn='sync'``,
+    the optimizer at the peak learning rate, a grad scaler for fp16. ``wrap_for_ranks`` adds DDP
+    once the weights are final (after a resume)."""
     torch.manual_seed(cfg.seed)  # weight initialisation and the queue's initial keys
     model = build_model(cfg).to(device)
     if cfg.model.channels_last:

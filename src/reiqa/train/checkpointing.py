@@ -1,4 +1,4 @@
-"""Checkpoints of a run: refuse to overwrite one, save the state atomically, restore it exactly.
+"""The checkpoint of a run: refuse to overwrite one, save the state atomically, restore it exactly.
 
 A checkpoint (``out_dir/checkpoint``, see ``reiqa.models.checkpoints``) holds the model (query
 and key encoders, the queue), the optimizer, the grad scaler, the step and the config. A resumed
@@ -7,6 +7,7 @@ run ends with the same weights as one that never stopped."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from reiqa import dist
@@ -57,7 +58,9 @@ def restore(state: TrainState, ckpt_dir: Path) -> None:
         ConfigError: the checkpoint was trained with another config (``max_steps`` aside).
     """
     saved_json, weights, extra = checkpoints.load_checkpoint(ckpt_dir)
-    saved = TrainConfig.from_dict(json.loads(saved_json), source=str(ckpt_dir / "config.json"))
+    with warnings.catch_warnings():  # a checkpoint of an older version: its config is converted
+        warnings.simplefilter("ignore", UserWarning)
+        saved = TrainConfig.from_dict(json.loads(saved_json), source=str(ckpt_dir / "config.json"))
     if saved.replace(max_steps=None) != state.cfg.replace(max_steps=None):
         raise ConfigError(
             f"{ckpt_dir}: the checkpoint was trained with another config; resume with the same one"
