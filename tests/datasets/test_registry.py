@@ -9,7 +9,19 @@ from reiqa.datasets import DATASETS, DatasetError, get, names
 from reiqa.errors import UnknownNameError
 from tests.datasets import fakes
 
-ALL = ["live", "csiq", "tid2013", "kadid10k", "koniq10k", "clive", "flive", "spaq", "pipal", "agiqa3k"]
+ALL = [
+    "live",
+    "csiq",
+    "tid2013",
+    "kadid10k",
+    "koniq10k",
+    "clive",
+    "flive",
+    "spaq",
+    "pipal",
+    "agiqa3k",
+    "biq2021",
+]
 
 
 def test_names_in_table_order() -> None:
@@ -22,7 +34,7 @@ def test_table_is_consistent() -> None:
         low, high = spec.score_range
         assert low < high and spec.citation and spec.title
         assert spec.load.__module__ == f"reiqa.datasets.{spec.name}"
-    assert {n for n, s in DATASETS.items() if s.official_split} == {"koniq10k", "flive"}
+    assert {n for n, s in DATASETS.items() if s.official_split} == {"koniq10k", "flive", "biq2021"}
     assert {n for n, s in DATASETS.items() if not s.higher_is_better} == {"live", "csiq"}
     assert {n for n, s in DATASETS.items() if s.kind == "synthetic"} == {
         "live",

@@ -18,7 +18,19 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from reiqa.datasets import agiqa3k, clive, csiq, flive, kadid10k, koniq10k, live, pipal, spaq, tid2013
+from reiqa.datasets import (
+    agiqa3k,
+    biq2021,
+    clive,
+    csiq,
+    flive,
+    kadid10k,
+    koniq10k,
+    live,
+    pipal,
+    spaq,
+    tid2013,
+)
 from reiqa.datasets.base import DatasetSpec, LabelTable
 from reiqa.datasets.csv_table import load_csv
 from reiqa.errors import DatasetError, UnknownNameError
@@ -38,6 +50,7 @@ DATASETS: dict[str, DatasetSpec] = {
         spaq.SPEC,
         pipal.SPEC,
         agiqa3k.SPEC,
+        biq2021.SPEC,
     )
 }
 
