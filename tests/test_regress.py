@@ -76,3 +76,52 @@ def test_a_strength_at_the_end_of_the_grid_is_flagged() -> None:
     assert not inside.selection_["at_grid_edge"]
     narrow = QualityRegressor(alphas=(1e-3, 1e-2, 1e-1)).fit(x, y)  # all weaker than the best
     assert narrow.alpha_ == 1e-1 and narrow.selection_["at_grid_edge"]
+
+
+def test_ranked_ridge_without_pairs_weight_is_sklearn_ridge() -> None:
+    from reiqa.regress import ranked_ridge
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(40, 6)), rng.normal(size=40)
+    w, b = ranked_ridge(x, y, np.zeros((1, 6)), alpha=2.0, weight=0.0, margin=0.1)
+    ref = Ridge(alpha=2.0).fit(x, y)
+    np.testing.assert_allclose(w, ref.coef_, atol=1e-10)
+    assert b == pytest.approx(ref.intercept_, abs=1e-10)
+
+
+def test_the_ranking_term_orders_the_pairs_the_scores_alone_would_not() -> None:
+    """Scores rise with feature 0, but the pairs say a higher feature 0 is worse (as noise that
+    looks like detail): with enough weight the model orders every pair, at some cost in fit."""
+    from reiqa.regress import ranked_ridge
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(200, 5))
+    y = 2 * x[:, 0] + x[:, 1] + rng.normal(0, 0.1, 200)
+    dz = np.zeros((30, 5))
+    dz[:, 0] = -rng.uniform(0.5, 1.5, 30)  # better = less of feature 0
+    plain, _ = ranked_ridge(x, y, dz, alpha=1.0, weight=0.0, margin=0.5)
+    ranked, _ = ranked_ridge(x, y, dz, alpha=1.0, weight=1e4, margin=0.5)
+    assert np.mean(dz @ plain > 0) == 0.0
+    assert np.all(dz @ ranked > 0) and ranked[0] < 0  # a soft margin: every pair ordered
+    assert np.mean(dz @ ranked >= 0.45) >= 0.9
+    assert ranked[1] > 0.5 * plain[1] > 0  # the rest of the fit is kept
+
+
+def test_fit_with_pairs_chooses_a_weight_and_round_trips(tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(120, 8))
+    y = x[:, 0] + 0.5 * x[:, 2] + rng.normal(0, 0.3, 120)
+    pairs = np.zeros((40, 8))
+    pairs[:, 3] = -1.0  # feature 3 is noise in the scores; the pairs say less of it is better
+    reg = QualityRegressor(alphas=(0.1, 1.0, 10.0), pair_weights=(0.0, 1.0, 100.0)).fit(x, y, pairs=pairs)
+    info = reg.selection_["pairs"]
+    assert reg.pair_weight_ == info["weight"] > 0 and set(info["grid"]) == {"0.0", "1.0", "100.0"}
+    assert info["grid"]["0.0"]["pairs_ordered"] < info["grid"][str(reg.pair_weight_)]["pairs_ordered"]
+    assert np.mean(((pairs / reg.scale_) @ reg.coef_) > 0) == 1.0
+    loaded = QualityRegressor.load(reg.save(tmp_path / "r"))
+    assert loaded.pair_weight_ == reg.pair_weight_
+    np.testing.assert_allclose(loaded.predict(x), reg.predict(x))
+    with pytest.raises(RegressorError, match=r"method='ridge' only"):
+        QualityRegressor(method="elasticnet").fit(x, y, pairs=pairs)
+    with pytest.raises(RegressorError, match=r"pairs must be \(m, 8\)"):
+        QualityRegressor().fit(x, y, pairs=pairs[:, :3])

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 from sklearn.linear_model import ElasticNet, Ridge
 from sklearn.model_selection import KFold
 
@@ -23,11 +23,40 @@ from reiqa.errors import RegressorError
 # standardised features on a few hundred images (the strength settles near 1e3 or above).
 DEFAULT_ALPHAS = tuple(float(a) for a in np.geomspace(1e-3, 1e5, 41))
 DEFAULT_L1_RATIOS = (0.1, 0.5, 0.9)
+DEFAULT_PAIR_WEIGHTS = (0.0, 0.01, 0.1, 1.0, 10.0)
 
 
 def srcc(a: np.ndarray, b: np.ndarray) -> float:
     value = stats.spearmanr(a, b).statistic
     return float(value) if np.isfinite(value) else 0.0
+
+
+def ranked_ridge(
+    z: np.ndarray, y: np.ndarray, dz: np.ndarray, *, alpha: float, weight: float, margin: float
+) -> tuple[np.ndarray, float]:
+    """Ridge with a pairwise ranking term: minimise over (w, b)
+
+        ||z w + b - y||^2 + alpha ||w||^2 + weight * sum_j max(0, margin - dz_j . w)^2
+
+    z: (n, D) features; y: (n,) scores; dz: (m, D) differences ``better - worse``. Convex and
+    smooth; solved with L-BFGS from the plain ridge solution, on the (D, D) Gram matrix, so one
+    iteration costs O(D^2 + m D) whatever n. Returns (w, b). weight=0 is plain ridge."""
+    mu, y_mean = z.mean(0), float(y.mean())
+    gram = z.T @ z - len(z) * np.outer(mu, mu)  # of the centred rows
+    zty = z.T @ (y - y_mean)
+    ridge_w = np.linalg.solve(gram + alpha * np.eye(len(gram)), zty)
+    if weight == 0:
+        return ridge_w, y_mean - float(mu @ ridge_w)
+
+    def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
+        gw = gram @ w
+        hinge = np.maximum(0.0, margin - dz @ w)
+        value = w @ gw - 2 * w @ zty + alpha * w @ w + weight * hinge @ hinge
+        grad = 2 * gw - 2 * zty + 2 * alpha * w - 2 * weight * (dz.T @ hinge)
+        return float(value), grad
+
+    result = optimize.minimize(objective, ridge_w, jac=True, method="L-BFGS-B", options={"maxiter": 1000})
+    return result.x, y_mean - float(mu @ result.x)
 
 
 @dataclass
@@ -47,6 +76,10 @@ class QualityRegressor:
     l1_ratios: tuple[float, ...] = DEFAULT_L1_RATIOS
     folds: int = 5
     seed: int = 0
+    # ranking constraints (``fit(..., pairs=...)``): candidate weights of the pairwise term and
+    # the margin, in standard deviations of the training scores
+    pair_weights: tuple[float, ...] = DEFAULT_PAIR_WEIGHTS
+    margin: float = 0.05
     # fitted
     alpha_: float | None = None
     l1_ratio_: float | None = None
@@ -54,6 +87,7 @@ class QualityRegressor:
     scale_: np.ndarray | None = None
     coef_: np.ndarray | None = None
     intercept_: float | None = None
+    pair_weight_: float = 0.0
     selection_: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
 
@@ -62,6 +96,10 @@ class QualityRegressor:
             raise RegressorError(f"method must be 'ridge' or 'elasticnet', got {self.method!r}")
         if not self.alphas or min(self.alphas) <= 0:
             raise RegressorError("alphas must be a non-empty list of positive numbers")
+        if not self.pair_weights or min(self.pair_weights) < 0:
+            raise RegressorError("pair_weights must be a non-empty list of numbers >= 0")
+        if self.margin < 0:
+            raise RegressorError(f"margin must be >= 0, got {self.margin}")
 
     def _scores(self, z: np.ndarray, y: np.ndarray, z_eval: np.ndarray, y_eval: np.ndarray) -> np.ndarray:
         """SRCC on the evaluation rows for every (alpha, l1_ratio) of the grid. Ridge uses one SVD
@@ -101,12 +139,28 @@ class QualityRegressor:
         return x, y
 
     def fit(
-        self, x: np.ndarray, y: np.ndarray, x_val: np.ndarray | None = None, y_val: np.ndarray | None = None
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        x_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+        *,
+        pairs: np.ndarray | None = None,
     ) -> QualityRegressor:
+        """Fit on (n, D) features and (n,) scores; the strength is chosen on the validation set when
+        given, else by k-fold cross-validation, maximising SRCC.
+
+        ``pairs`` (ridge only): (m, D) feature differences ``better - worse`` of image pairs whose
+        order is known (``reiqa.ranking.degradation_pairs``: a photo above its distorted copies). A
+        squared-hinge term then asks for ``score(better) - score(worse) >= margin * std(y)`` on every
+        pair; its weight, from ``pair_weights``, is chosen with the same data as the strength (the
+        pairs split in folds too) by held-out SRCC plus the held-out share of pairs ordered right.
+        """
         x, y = self._check(x, y, "training set")
         mean, scale = x.mean(0), x.std(0)
         scale[scale == 0] = 1.0
         z = (x - mean) / scale
+        dz = self._check_pairs(pairs, x.shape[1], scale)
         grid = self._grid()
         if x_val is not None and y_val is not None:
             xv, yv = self._check(x_val, y_val, "validation set")
@@ -121,9 +175,7 @@ class QualityRegressor:
             how = f"{folds}-fold cross-validation"
         best = int(np.argmax(scores))
         self.alpha_, self.l1_ratio_ = grid[best]
-        final = self._model(self.alpha_, self.l1_ratio_).fit(z, y)
         self.mean_, self.scale_ = mean, scale
-        self.coef_, self.intercept_ = np.asarray(final.coef_, dtype=np.float64), float(final.intercept_)
         self.selection_ = {
             "by": how,
             "srcc": float(scores[best]),
@@ -132,7 +184,56 @@ class QualityRegressor:
             # the best strength is the grid's end: a wider grid might do better
             "at_grid_edge": self.alpha_ in (min(self.alphas), max(self.alphas)),
         }
+        if dz is None:
+            final = self._model(self.alpha_, self.l1_ratio_).fit(z, y)
+            self.coef_, self.intercept_ = np.asarray(final.coef_, dtype=np.float64), float(final.intercept_)
+            self.pair_weight_ = 0.0
+            return self
+        margin = self.margin * float(y.std())
+        self.pair_weight_, self.selection_["pairs"] = self._choose_pair_weight(z, y, dz, margin, x_val, y_val)
+        self.coef_, self.intercept_ = ranked_ridge(
+            z, y, dz, alpha=self.alpha_, weight=self.pair_weight_, margin=margin
+        )
         return self
+
+    def _check_pairs(self, pairs: np.ndarray | None, width: int, scale: np.ndarray) -> np.ndarray | None:
+        if pairs is None:
+            return None
+        if self.method != "ridge":
+            raise RegressorError("ranking pairs work with method='ridge' only")
+        pairs = np.asarray(pairs, dtype=np.float64)
+        if pairs.ndim != 2 or pairs.shape[1] != width or not len(pairs):
+            raise RegressorError(f"pairs must be (m, {width}) feature differences, got {pairs.shape}")
+        if not np.isfinite(pairs).all():
+            raise RegressorError("pairs contain NaN or infinity")
+        return pairs / scale
+
+    def _choose_pair_weight(
+        self, z: np.ndarray, y: np.ndarray, dz: np.ndarray, margin: float, x_val, y_val
+    ) -> tuple[float, dict]:
+        """The pair weight with the best held-out SRCC + share of held-out pairs ordered right."""
+        folds = min(self.folds, len(y), len(dz))
+        row_folds = list(KFold(folds, shuffle=True, random_state=self.seed).split(z))
+        pair_folds = list(KFold(folds, shuffle=True, random_state=self.seed).split(dz))
+        table = {}
+        for weight in self.pair_weights:
+            srccs, orders = [], []
+            for (tr, te), (ptr, pte) in zip(row_folds, pair_folds, strict=True):
+                coef, intercept = ranked_ridge(
+                    z[tr], y[tr], dz[ptr], alpha=self.alpha_, weight=weight, margin=margin
+                )
+                srccs.append(srcc(z[te] @ coef + intercept, y[te]))
+                orders.append(float(np.mean(dz[pte] @ coef > 0)))
+            table[weight] = {"srcc": float(np.mean(srccs)), "pairs_ordered": float(np.mean(orders))}
+        best = max(table, key=lambda w: table[w]["srcc"] + table[w]["pairs_ordered"])
+        info = {
+            "by": f"{folds}-fold cross-validation over rows and pairs",
+            "n_pairs": len(dz),
+            "margin_std": self.margin,
+            "weight": best,
+            "grid": {str(w): v for w, v in table.items()},
+        }
+        return best, info
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if self.coef_ is None:
@@ -162,6 +263,8 @@ class QualityRegressor:
             "alpha": self.alpha_,
             "l1_ratio": self.l1_ratio_,
             "intercept": self.intercept_,
+            "pair_weight": self.pair_weight_,
+            "margin": self.margin,
             "selection": self.selection_,
             "info": self.info,
         }
@@ -186,4 +289,6 @@ class QualityRegressor:
         reg.alpha_, reg.l1_ratio_, reg.intercept_ = meta["alpha"], meta["l1_ratio"], meta["intercept"]
         reg.mean_, reg.scale_, reg.coef_ = arrays["mean"], arrays["scale"], arrays["coef"]
         reg.selection_, reg.info = meta.get("selection", {}), meta.get("info", {})
+        reg.pair_weight_ = float(meta.get("pair_weight", 0.0))
+        reg.margin = float(meta.get("margin", reg.margin))
         return reg

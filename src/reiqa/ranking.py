@@ -1,0 +1,63 @@
+"""Image pairs whose order is known without asking anyone: a photo is better than its copies
+degraded by the distortion engine, and a stronger level of one distortion is worse than a weaker
+one. Their feature differences feed the ranking term of ``reiqa.regress.ranked_ridge``, so that a
+regressor fitted on opinion scores does not reward noise or blur it never saw rated.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from reiqa import distortions
+from reiqa.distortions import CATALOG, NUM_LEVELS
+from reiqa.features import FeatureModel, encode
+
+#: Types whose every level degrades a photo, stronger with the level (the catalogue's monotone
+#: types, less those that change tone, saturation or sharpness, which people may prefer).
+DEGRADING: tuple[str, ...] = tuple(
+    spec.name
+    for spec in CATALOG.values()
+    if spec.monotone
+    and spec.name not in ("brighten", "darken", "hsv_saturation", "lab_saturation", "sharpen")
+)
+
+
+def _center_crop(image: Tensor, side: int) -> Tensor:
+    h, w = image.shape[-2:]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return image[..., top : top + side, left : left + side]
+
+
+def degradation_pairs(
+    model: FeatureModel,
+    images: Sequence[Tensor],
+    *,
+    types: Sequence[str] = DEGRADING,
+    crop: int | None = 320,
+    generator: torch.Generator,
+) -> np.ndarray:
+    """Feature differences ``better - worse`` of the chains ``pristine > L0 > ... > L4`` of each
+    image and type (levels the catalogue marks as identity left out; adjacent links only).
+
+    images: (3, H, W) float in [0, 1] photos, centre-cropped to ``crop`` (None: whole). Returns
+    (m, D) float64, m = images x types x links."""
+    specs = [distortions.get(t) for t in types]
+    diffs = []
+    for image in images:
+        x = _center_crop(image, crop) if crop else image
+        batch = x.unsqueeze(0).expand(NUM_LEVELS, -1, -1, -1)
+        versions = [x.unsqueeze(0)]
+        for spec in specs:
+            versions.append(distortions.apply(batch, spec.id, torch.arange(NUM_LEVELS), generator=generator))
+        feats = encode(model, torch.cat(versions).to(model.device)).astype(np.float64)  # (1 + 5T, D)
+        for t, spec in enumerate(specs):
+            chain = [0] + [
+                1 + t * NUM_LEVELS + lv for lv in range(NUM_LEVELS) if lv not in spec.identity_levels
+            ]
+            diffs += [feats[a] - feats[b] for a, b in itertools.pairwise(chain)]
+    return np.stack(diffs) if diffs else np.zeros((0, sum(w for _, w in model.blocks())))
