@@ -53,3 +53,11 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine()
+
+
+def limit_train(labels, n: int | None):
+    """The first ``n`` rows of the Train split (in the published CSV order) and all of Test."""
+    if n is None:
+        return labels
+    train = [i for i, s in enumerate(labels.split) if s == "train"][:n]
+    return labels.subset(train + [i for i, s in enumerate(labels.split) if s == "test"])

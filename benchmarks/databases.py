@@ -30,6 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import limit_train  # noqa: E402
+
 from reiqa import datasets  # noqa: E402
 from reiqa.bundle import load  # noqa: E402
 from reiqa.evaluate import align, evaluate, make_splits, metrics  # noqa: E402
@@ -86,6 +88,9 @@ def main() -> None:
     ap.add_argument("--quality", type=Path, help="quality encoder.json (instead of --model)")
     ap.add_argument("--content", type=Path, help="content encoder.json (instead of --model)")
     ap.add_argument("--splits", type=int, default=10)
+    ap.add_argument(
+        "--biq-train", type=int, default=None, help="use the first N rows of BIQ2021 Train (default: all)"
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "databases")
     args = ap.parse_args()
@@ -96,7 +101,7 @@ def main() -> None:
         bundle = load(None if args.model == "default" else args.model)
         model, max_side = bundle.features, bundle.max_side
     clive_labels = datasets.load("clive", args.data / "clive")
-    biq_labels = datasets.load("biq2021", args.biq2021)
+    biq_labels = limit_train(datasets.load("biq2021", args.biq2021), args.biq_train)
     tables = [
         extract(
             model,

@@ -35,6 +35,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import limit_train  # noqa: E402
+
 from reiqa import datasets, distortions  # noqa: E402
 from reiqa.bundle import load  # noqa: E402
 from reiqa.evaluate import align, make_splits, metrics  # noqa: E402
@@ -75,13 +77,16 @@ def main() -> None:
     ap.add_argument("--model", default="default")
     ap.add_argument("--pair-images", type=int, default=120)
     ap.add_argument("--splits", type=int, default=10)
+    ap.add_argument(
+        "--biq-train", type=int, default=None, help="use the first N rows of BIQ2021 Train (default: all)"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "regressor")
     args = ap.parse_args()
     tune_allocator()
     bundle = load(None if args.model == "default" else args.model)
     model, max_side = bundle.features, bundle.max_side
     clive_labels = datasets.load("clive", args.data / "clive")
-    biq_labels = datasets.load("biq2021", args.biq2021)
+    biq_labels = limit_train(datasets.load("biq2021", args.biq2021), args.biq_train)
     clive_t, biq_t = (
         extract(model, lab.paths, max_side=max_side, cache=args.out / "cache", progress=True)
         for lab in (clive_labels, biq_labels)
