@@ -125,3 +125,22 @@ def test_fit_with_pairs_chooses_a_weight_and_round_trips(tmp_path) -> None:
         QualityRegressor(method="elasticnet").fit(x, y, pairs=pairs)
     with pytest.raises(RegressorError, match=r"pairs must be \(m, 8\)"):
         QualityRegressor().fit(x, y, pairs=pairs[:, :3])
+
+
+def test_two_databases_on_other_scales_are_fitted_together_on_the_first_ones_scale() -> None:
+    from reiqa.regress import fit_databases
+
+    rng = np.random.default_rng(6)
+    xa, xb = rng.normal(size=(150, 6)), rng.normal(size=(150, 6))
+    truth = np.array([1.0, -0.5, 0.3, 0, 0, 0])
+    ya = 50 + 15 * (xa @ truth) / 1.2 + rng.normal(0, 1, 150)  # 0..100-like
+    yb = 0.5 + 0.1 * (xb @ truth) / 1.2 + rng.normal(0, 0.01, 150)  # 0..1-like
+    reg = fit_databases([(xa, ya), (xb, yb)])
+    pred = reg.predict(xa)
+    assert abs(pred.mean() - ya.mean()) < 2 and abs(pred.std() - ya.std()) < 3  # on database A's scale
+    assert stats.spearmanr(reg.predict(xb), yb).statistic > 0.95
+    naive = QualityRegressor().fit(np.concatenate([xa, xb]), np.concatenate([ya, yb]))
+    # raw scores mixed: B's 0..1 scores look like terrible A photos, and its rows are fitted badly
+    assert stats.spearmanr(naive.predict(xb), yb).statistic < stats.spearmanr(reg.predict(xb), yb).statistic
+    with pytest.raises(RegressorError, match="not all equal"):
+        fit_databases([(xa, np.ones(150))])

@@ -9,6 +9,7 @@ range) + ``regressor.safetensors`` (scaler and coefficients).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -292,3 +293,30 @@ class QualityRegressor:
         reg.pair_weight_ = float(meta.get("pair_weight", 0.0))
         reg.margin = float(meta.get("margin", reg.margin))
         return reg
+
+
+def fit_databases(
+    parts: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    pairs: np.ndarray | None = None,
+    regressor: QualityRegressor | None = None,
+) -> QualityRegressor:
+    """One regressor on several databases whose scores have other scales and raters.
+
+    parts: (features (n_i, D), scores (n_i,)) per database, each higher-is-better. Each database's
+    scores are standardised (z-scores) so that none dominates by its scale; the regressor
+    (``QualityRegressor()`` unless given) is fitted on all rows (and ``pairs``), then rescaled to
+    predict on the first database's scale (its mean and standard deviation)."""
+    if not parts:
+        raise RegressorError("fit_databases needs at least one (features, scores) part")
+    ys = [np.asarray(y, dtype=np.float64) for _, y in parts]
+    if any(len(y) < 3 or y.std() == 0 for y in ys):
+        raise RegressorError("every database needs at least 3 scores that are not all equal")
+    x = np.concatenate([np.asarray(f, dtype=np.float64) for f, _ in parts])
+    z = np.concatenate([(y - y.mean()) / y.std() for y in ys])
+    reg = (regressor or QualityRegressor()).fit(x, z, pairs=pairs)
+    mean, std = float(ys[0].mean()), float(ys[0].std())
+    reg.coef_ = reg.coef_ * std
+    reg.intercept_ = reg.intercept_ * std + mean
+    reg.selection_["scale"] = {"standardised_per_database": [len(y) for y in ys], "mean": mean, "std": std}
+    return reg
