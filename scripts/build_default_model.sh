@@ -5,7 +5,8 @@
 #
 # DATA: folder with clive/images, clive/mos.csv and kodak24 (the project's shared data).
 # WORK: scratch folder (default runs/default-model). OUT: the model folder to write
-# (default src/reiqa/weights/default). QUALITY=path/encoder.json skips pre-training and uses
+# (default src/reiqa/weights/default). BIQ2021=DIR and BSDS=DIR (see step 6) give the shipped
+# regressor. QUALITY=path/encoder.json skips pre-training and uses
 # that quality encoder (the shipped model used models/quality-cpu-small/encoder.json, which
 # this script's pre-training step reproduces on the same data and seed).
 set -euo pipefail
@@ -40,5 +41,15 @@ MAX_SIDE=1024
 "$REIQA" fit --features "$WORK/clive-features.safetensors" --scores "$DATA/clive/mos.csv" \
     --images "$DATA/clive/images" --out "$WORK/regressor"
 "$REIQA" bundle --quality "$QUALITY" --content "$WORK/content/encoder.json" \
-    --regressor "$WORK/regressor" --max-side "$MAX_SIDE" --out "$OUT" --name "reiqa-default-clive (ResNet-18 quality + EfficientNet-Lite0 content)"
+    --regressor "$WORK/regressor" --max-side "$MAX_SIDE" --out "$OUT" \
+    --name "reiqa-default (ResNet-18 quality + EfficientNet-Lite0 content; CLIVE + BIQ2021 ridge with ranking pairs)"
+
+# 6. the shipped regressor: CLIVE + BIQ2021 Train with ranking pairs, on the bundle's own features.
+# BIQ2021=clone of github.com/nisarahmedrana/BIQ2021, BSDS=folder of BSDS500 photos (images/).
+if [ -n "${BIQ2021:-}" ] && [ -n "${BSDS:-}" ]; then
+    .venv/bin/python scripts/fit_default_regressor.py --model "$OUT" --data "$DATA" --biq2021 "$BIQ2021" \
+        --pairs-from "$BSDS" --work "$WORK"
+else
+    echo "BIQ2021 and BSDS not set: $OUT keeps the CLIVE-only regressor (not the shipped recipe)"
+fi
 echo "wrote $OUT (add its README.md model card by hand)"
