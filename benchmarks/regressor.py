@@ -24,6 +24,7 @@ for the two-database recipes) overall and per subset, and the sensitivity check:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -98,12 +99,16 @@ def main() -> None:
     xt, yt, _ = align(biq_t, biq_labels.subset(test_idx))
     subsets = np.array([biq_labels.distortion[i] for i in test_idx])
 
-    pairs_file = args.out / f"pairs-{clive_t.model_id}-{args.pair_images}.npy"
+    sources = find_images([args.pairs_from], recursive=True)[: args.pair_images]
+    what = [[p.name for p in sources], list(DEGRADING), 320]  # the pairs' inputs besides the model
+    pairs_file = (
+        args.out
+        / f"pairs-{clive_t.model_id}-{hashlib.sha256(json.dumps(what).encode()).hexdigest()[:12]}.npy"
+    )
     if pairs_file.is_file():
         pairs = np.load(pairs_file)
     else:
         start = time.perf_counter()
-        sources = find_images([args.pairs_from], recursive=True)[: args.pair_images]
         images = [load_image(p) for p in sources]
         pairs = degradation_pairs(model, images, generator=torch.Generator().manual_seed(0))
         np.save(pairs_file, pairs)

@@ -16,6 +16,7 @@ runs this after ``reiqa bundle``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -36,6 +37,12 @@ from reiqa.io import load_image  # noqa: E402
 from reiqa.ranking import DEGRADING, degradation_pairs  # noqa: E402
 from reiqa.regress import fit_databases  # noqa: E402
 from reiqa.runtime import tune_allocator  # noqa: E402
+
+
+def pairs_key(sources: list[Path]) -> str:
+    """What the pairs depend on besides the model: the photos, the types, the crop."""
+    what = [[p.name for p in sources], list(DEGRADING), 320]
+    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:12]
 
 
 def main() -> None:
@@ -59,7 +66,7 @@ def main() -> None:
         table = extract(model, labels.paths, max_side=max_side, cache=args.work / "cache", progress=True)
         parts.append(align(table, labels)[:2])
     sources = find_images([args.pairs_from], recursive=True)[: args.pair_images]
-    pairs_file = args.work / f"pairs-{table.model_id}-{len(sources)}.npy"
+    pairs_file = args.work / f"pairs-{table.model_id}-{pairs_key(sources)}.npy"
     if pairs_file.is_file():
         pairs = np.load(pairs_file)
     else:

@@ -9,6 +9,7 @@ range) + ``regressor.safetensors`` (scaler and coefficients).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,8 @@ def ranked_ridge(
         return float(value), grad
 
     result = optimize.minimize(objective, ridge_w, jac=True, method="L-BFGS-B", options={"maxiter": 1000})
+    if not result.success:
+        warnings.warn(f"ranked_ridge: L-BFGS stopped early ({result.message})", UserWarning, stacklevel=2)
     return result.x, y_mean - float(mu @ result.x)
 
 
@@ -154,8 +157,10 @@ class QualityRegressor:
         ``pairs`` (ridge only): (m, D) feature differences ``better - worse`` of image pairs whose
         order is known (``reiqa.ranking.degradation_pairs``: a photo above its distorted copies). A
         squared-hinge term then asks for ``score(better) - score(worse) >= margin * std(y)`` on every
-        pair; its weight, from ``pair_weights``, is chosen with the same data as the strength (the
-        pairs split in folds too) by held-out SRCC plus the held-out share of pairs ordered right.
+        pair; its weight, from ``pair_weights``, is chosen by k-fold cross-validation over the
+        training rows and the pairs (the pairs in contiguous blocks, so that the links of one photo,
+        which ``degradation_pairs`` returns together, stay on one side), by held-out SRCC plus the
+        held-out share of pairs ordered right; ``at_grid_edge`` says when the largest weight won.
         """
         x, y = self._check(x, y, "training set")
         mean, scale = x.mean(0), x.std(0)
@@ -191,7 +196,7 @@ class QualityRegressor:
             self.pair_weight_ = 0.0
             return self
         margin = self.margin * float(y.std())
-        self.pair_weight_, self.selection_["pairs"] = self._choose_pair_weight(z, y, dz, margin, x_val, y_val)
+        self.pair_weight_, self.selection_["pairs"] = self._choose_pair_weight(z, y, dz, margin)
         self.coef_, self.intercept_ = ranked_ridge(
             z, y, dz, alpha=self.alpha_, weight=self.pair_weight_, margin=margin
         )
@@ -210,12 +215,14 @@ class QualityRegressor:
         return pairs / scale
 
     def _choose_pair_weight(
-        self, z: np.ndarray, y: np.ndarray, dz: np.ndarray, margin: float, x_val, y_val
+        self, z: np.ndarray, y: np.ndarray, dz: np.ndarray, margin: float
     ) -> tuple[float, dict]:
         """The pair weight with the best held-out SRCC + share of held-out pairs ordered right."""
         folds = min(self.folds, len(y), len(dz))
+        if folds < 2:
+            raise RegressorError(f"need at least 2 pairs to choose the pair weight, got {len(dz)}")
         row_folds = list(KFold(folds, shuffle=True, random_state=self.seed).split(z))
-        pair_folds = list(KFold(folds, shuffle=True, random_state=self.seed).split(dz))
+        pair_folds = list(KFold(folds).split(dz))  # contiguous blocks: one photo's links together
         table = {}
         for weight in self.pair_weights:
             srccs, orders = [], []
@@ -232,6 +239,7 @@ class QualityRegressor:
             "n_pairs": len(dz),
             "margin_std": self.margin,
             "weight": best,
+            "at_grid_edge": len(table) > 1 and best == max(table),
             "grid": {str(w): v for w, v in table.items()},
         }
         return best, info

@@ -68,20 +68,18 @@ def load(root: Path) -> LabelTable:
             names.append(row["Image Name"])
             scores.append(parse_float(row["MOS"], path=label_file, where=f"line {line_no}", column="MOS"))
             split.append(part)
-            where.append(f"{file_name}, line {line_no}")
+            where.append(f"{label_file}, line {line_no}")
     check_unique([n.lower() for n in names], path=root, where=where)
     subsets = []
     for name, place in zip(names, where, strict=True):
         match = _NAME.match(name)
         if match is None:
-            raise DatasetError(
-                f"{root / place}: image name {name!r} is not of the published form 'ss01 (12).jpg'"
-            )
+            raise DatasetError(f"{place}: image name {name!r} is not of the published form 'ss01 (12).jpg'")
         subsets.append(match.group(1).lower())
     paths = locate_images(
         root / IMAGE_DIR,
         names,
-        label_file=root / LABEL_FILES["train"],
+        label_file=root / " and ".join(LABEL_FILES.values()),
         fix=f"clone the whole BIQ2021 repository (its {IMAGE_DIR}/ folder holds the 12,000 photos)",
     )
     return SPEC.table(root, paths, scores, distortion=subsets, split=split)
