@@ -24,7 +24,6 @@ for the two-database recipes) overall and per subset, and the sensitivity check:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -44,7 +43,7 @@ from reiqa.evaluate import align, make_splits, metrics  # noqa: E402
 from reiqa.features import encode, extract  # noqa: E402
 from reiqa.inputs import find_images  # noqa: E402
 from reiqa.io import load_image  # noqa: E402
-from reiqa.ranking import DEGRADING, degradation_pairs  # noqa: E402
+from reiqa.ranking import DEGRADING, degradation_pairs_of_files  # noqa: E402
 from reiqa.regress import QualityRegressor, ranked_ridge  # noqa: E402
 from reiqa.resize import cap_size  # noqa: E402
 from reiqa.runtime import tune_allocator  # noqa: E402
@@ -99,20 +98,10 @@ def main() -> None:
     xt, yt, _ = align(biq_t, biq_labels.subset(test_idx))
     subsets = np.array([biq_labels.distortion[i] for i in test_idx])
 
+    start = time.perf_counter()
     sources = find_images([args.pairs_from], recursive=True)[: args.pair_images]
-    what = [[p.name for p in sources], list(DEGRADING), 320]  # the pairs' inputs besides the model
-    pairs_file = (
-        args.out
-        / f"pairs-{clive_t.model_id}-{hashlib.sha256(json.dumps(what).encode()).hexdigest()[:12]}.npy"
-    )
-    if pairs_file.is_file():
-        pairs = np.load(pairs_file)
-    else:
-        start = time.perf_counter()
-        images = [load_image(p) for p in sources]
-        pairs = degradation_pairs(model, images, generator=torch.Generator().manual_seed(0))
-        np.save(pairs_file, pairs)
-        print(f"{len(pairs)} pairs from {len(images)} photos in {time.perf_counter() - start:.0f} s")
+    pairs = degradation_pairs_of_files(model, sources, cache=args.out)
+    print(f"{len(pairs)} pairs from {len(sources)} photos in {time.perf_counter() - start:.0f} s")
 
     # the pair weight, chosen once on BIQ2021 Train rows + pairs (5-fold CV)
     chooser = QualityRegressor().fit(xb, zscore(yb), pairs=pairs)

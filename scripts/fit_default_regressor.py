@@ -16,14 +16,10 @@ runs this after ``reiqa bundle``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
 from pathlib import Path
-
-import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -33,16 +29,9 @@ from reiqa.bundle import load  # noqa: E402
 from reiqa.evaluate import align  # noqa: E402
 from reiqa.features import extract  # noqa: E402
 from reiqa.inputs import file_sha256, find_images  # noqa: E402
-from reiqa.io import load_image  # noqa: E402
-from reiqa.ranking import DEGRADING, degradation_pairs  # noqa: E402
+from reiqa.ranking import DEGRADING, degradation_pairs_of_files  # noqa: E402
 from reiqa.regress import fit_databases  # noqa: E402
 from reiqa.runtime import tune_allocator  # noqa: E402
-
-
-def pairs_key(sources: list[Path]) -> str:
-    """What the pairs depend on besides the model: the photos, the types, the crop."""
-    what = [[p.name for p in sources], list(DEGRADING), 320]
-    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:12]
 
 
 def main() -> None:
@@ -66,13 +55,7 @@ def main() -> None:
         table = extract(model, labels.paths, max_side=max_side, cache=args.work / "cache", progress=True)
         parts.append(align(table, labels)[:2])
     sources = find_images([args.pairs_from], recursive=True)[: args.pair_images]
-    pairs_file = args.work / f"pairs-{table.model_id}-{pairs_key(sources)}.npy"
-    if pairs_file.is_file():
-        pairs = np.load(pairs_file)
-    else:
-        images = [load_image(p) for p in sources]
-        pairs = degradation_pairs(model, images, generator=torch.Generator().manual_seed(0))
-        np.save(pairs_file, pairs)
+    pairs = degradation_pairs_of_files(model, sources, cache=args.work)
     reg = fit_databases(parts, pairs=pairs)
     y_clive = parts[0][1]
     reg.info = {

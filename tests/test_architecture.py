@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "features": {"errors", "inputs", "io", "models", "resize"},
     "evaluate": {"errors", "datasets", "features", "inputs", "plots", "regress"},
     "bundle": {"errors", "features", "io", "models", "regress", "resize"},
-    "ranking": {"errors", "distortions", "features"},
+    "ranking": {"errors", "distortions", "features", "io"},
     "jobs": {"errors", "bundle", "features", "inputs", "io", "runtime"},
 }
 TOP = {"cli", "__main__", "reiqa"}  # the command line and the package face may import anything

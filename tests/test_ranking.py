@@ -37,3 +37,28 @@ def test_pairs_are_the_links_of_each_chain() -> None:
 def test_the_degrading_types_are_monotone_and_leave_out_taste() -> None:
     assert "white_noise" in DEGRADING and "motion_blur" in DEGRADING
     assert not {"sharpen", "brighten", "contrast", "denoise"} & set(DEGRADING)
+
+
+def test_pairs_of_files_are_cached_by_what_they_depend_on(tmp_path, monkeypatch) -> None:
+    from reiqa import ranking
+    from reiqa.io import save_image
+
+    torch.manual_seed(0)
+    model = FeatureModel(build_backbone("resnet18"), None)
+    files = [save_image(im, tmp_path / f"{i}.png") for i, im in enumerate(textured_images(2, 40, 40))]
+    first = ranking.degradation_pairs_of_files(
+        model, files, cache=tmp_path / "cache", types=("white_noise",), crop=32
+    )
+    assert first.shape == (2 * 5, 1024) and len(list((tmp_path / "cache").glob("pairs-*.npy"))) == 1
+    monkeypatch.setattr(ranking, "degradation_pairs", lambda *a, **k: 1 / 0)  # a second call must not compute
+    np.testing.assert_array_equal(
+        ranking.degradation_pairs_of_files(
+            model, files, cache=tmp_path / "cache", types=("white_noise",), crop=32
+        ),
+        first,
+    )
+    monkeypatch.undo()
+    other = ranking.degradation_pairs_of_files(
+        model, files, cache=tmp_path / "cache", types=("jpeg",), crop=32
+    )
+    assert len(list((tmp_path / "cache").glob("pairs-*.npy"))) == 2 and not np.array_equal(other, first)

@@ -6,8 +6,12 @@ regressor fitted on opinion scores does not reward noise or blur it never saw ra
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,6 +20,7 @@ from torch import Tensor
 from reiqa import distortions
 from reiqa.distortions import CATALOG, NUM_LEVELS
 from reiqa.features import FeatureModel, encode
+from reiqa.io import load_image
 
 #: Types whose every level degrades a photo, stronger with the level (the catalogue's monotone
 #: types, less those that change tone, saturation or sharpness, which people may prefer).
@@ -61,3 +66,39 @@ def degradation_pairs(
             ]
             diffs += [feats[a] - feats[b] for a, b in itertools.pairwise(chain)]
     return np.stack(diffs) if diffs else np.zeros((0, sum(w for _, w in model.blocks())))
+
+
+def degradation_pairs_of_files(
+    model: FeatureModel,
+    paths: Sequence[str | Path],
+    *,
+    cache: str | Path | None = None,
+    types: Sequence[str] = DEGRADING,
+    crop: int | None = 320,
+    seed: int = 0,
+) -> np.ndarray:
+    """:func:`degradation_pairs` of image files, drawn from ``seed``. With ``cache`` (a folder) the
+    pairs are stored as one ``.npy`` keyed by everything they depend on (the encoder weights, the
+    photos' names, the types, the crop, the seed) and read back by the next call."""
+    target = None
+    if cache is not None:
+        key = [
+            model.model_id(max_side=None, min_side=None),
+            [Path(p).name for p in paths],
+            list(types),
+            crop,
+            seed,
+        ]
+        target = Path(cache) / f"pairs-{hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]}.npy"
+        if target.is_file():
+            return np.load(target)
+    images = [load_image(p) for p in paths]
+    pairs = degradation_pairs(
+        model, images, types=types, crop=crop, generator=torch.Generator().manual_seed(seed)
+    )
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.stem}.tmp.npy")
+        np.save(tmp, pairs)
+        os.replace(tmp, target)
+    return pairs
