@@ -59,5 +59,4 @@ def limit_train(labels, n: int | None):
     """The first ``n`` rows of the Train split (in the published CSV order) and all of Test."""
     if n is None:
         return labels
-    train = [i for i, s in enumerate(labels.split) if s == "train"][:n]
-    return labels.subset(train + [i for i, s in enumerate(labels.split) if s == "test"])
+    return labels.subset(labels.split_indices("train")[:n] + labels.split_indices("test"))

@@ -58,8 +58,8 @@ def _variants(table: FeatureTable) -> list[tuple[str, list[str]]]:
 
 def run(clive: FeatureTable, biq: FeatureTable, clive_labels, biq_labels, splits: int) -> dict:
     results = {}
-    train = biq_labels.subset([i for i, s in enumerate(biq_labels.split) if s == "train"])
-    test = biq_labels.subset([i for i, s in enumerate(biq_labels.split) if s == "test"])
+    train = biq_labels.subset(biq_labels.split_indices("train"))
+    test = biq_labels.subset(biq_labels.split_indices("test"))
     for name, blocks in _variants(clive):
         c = align(clive.select(blocks), clive_labels)[:2]
         tr, te = align(biq.select(blocks), train)[:2], align(biq.select(blocks), test)[:2]

@@ -92,8 +92,7 @@ def main() -> None:
         for lab in (clive_labels, biq_labels)
     )
     xc, yc, _ = align(clive_t, clive_labels)
-    train_idx = [i for i, s in enumerate(biq_labels.split) if s == "train"]
-    test_idx = [i for i, s in enumerate(biq_labels.split) if s == "test"]
+    train_idx, test_idx = biq_labels.split_indices("train"), biq_labels.split_indices("test")
     xb, yb, _ = align(biq_t, biq_labels.subset(train_idx))
     xt, yt, _ = align(biq_t, biq_labels.subset(test_idx))
     subsets = np.array([biq_labels.distortion[i] for i in test_idx])

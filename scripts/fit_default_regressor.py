@@ -49,7 +49,7 @@ def main() -> None:
     model, max_side = bundle.features, bundle.max_side
     clive = datasets.load("clive", args.data / "clive")
     biq = datasets.load("biq2021", args.biq2021)
-    biq = biq.subset([i for i, s in enumerate(biq.split) if s == "train"][: args.biq_train])
+    biq = biq.subset(biq.split_indices("train")[: args.biq_train])
     parts = []
     for labels in (clive, biq):
         table = extract(model, labels.paths, max_side=max_side, cache=args.work / "cache", progress=True)

@@ -87,3 +87,16 @@ def test_dataset_error_is_a_value_error_and_a_reiqa_error() -> None:
 def test_spec_checks_its_vocabulary() -> None:
     with pytest.raises(ValueError, match="kind must be one of"):
         DatasetSpec("x", "X", "natural", "MOS", (0, 1), True, False, lambda root: None, "")  # type: ignore[arg-type,return-value]
+
+
+def test_split_indices_name_the_items_of_one_part(tmp_path: Path) -> None:
+    paths = [tmp_path / n for n in "abc"]
+    table = LabelTable(
+        "toy", tmp_path, paths, [1.0, 2.0, 3.0], None, None, None, ["test", "train", "train"], True, (0, 5)
+    )
+    assert table.split_indices("train") == [1, 2] and table.split_indices("val") == []
+    with pytest.raises(ValueError, match="split part"):
+        table.split_indices("training")
+    unsplit = LabelTable("toy", tmp_path, paths, [1.0, 2.0, 3.0], None, None, None, None, True, (0, 5))
+    with pytest.raises(ValueError, match="no official split"):
+        unsplit.split_indices("train")

@@ -147,6 +147,18 @@ class LabelTable:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def split_indices(self, part: str) -> list[int]:
+        """The positions of the items in ``part`` ('train', 'val' or 'test') of the official split.
+
+        Raises:
+            ValueError: the table has no official split, or ``part`` is not a split part.
+        """
+        if self.split is None:
+            raise ValueError(f"LabelTable {self.dataset}: no official split")
+        if part not in SPLITS:
+            raise ValueError(f"split part must be one of {SPLITS}, got {part!r}")
+        return [i for i, s in enumerate(self.split) if s == part]
+
     def subset(self, indices: Sequence[int] | np.ndarray) -> LabelTable:
         """A new table with the entries at ``indices`` (integers, in the order given).
 
