@@ -135,3 +135,44 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(toy_imag
     assert any(k.startswith("queue.") for k in compared) and len(compared) > 100
     for key in compared:
         torch.testing.assert_close(ddp[key].float(), single[key].float(), atol=2e-4, rtol=1e-3, msg=key)
+
+
+def test_model_init_warm_starts_query_and_key_backbones(tmp_path) -> None:
+    from reiqa.models.backbones import build_backbone
+    from reiqa.models.checkpoints import save_encoder
+
+    torch.manual_seed(7)
+    source = build_backbone("resnet18")
+    save_encoder(tmp_path / "warm", source, arch="resnet18", input_norm="none")
+    state = build_state(TINY.replace(**{"model.init": str(tmp_path / "warm.json")}), torch.device("cpu"))
+    cold = build_state(TINY, torch.device("cpu"))
+    for name, value in source.state_dict().items():
+        assert torch.equal(state.model.query.backbone.state_dict()[name], value), name
+        assert torch.equal(state.model.key.backbone.state_dict()[name], value), name
+    # a random init differs, so the test above can fail
+    assert not torch.equal(cold.model.query.backbone.conv1.weight, state.model.query.backbone.conv1.weight)
+
+
+def test_model_init_refuses_another_arch_or_norm_naming_the_file(tmp_path) -> None:
+    from reiqa.errors import CheckpointError
+    from reiqa.models.backbones import build_backbone
+    from reiqa.models.checkpoints import save_encoder
+
+    save_encoder(
+        tmp_path / "lite",
+        build_backbone("efficientnet_lite0"),
+        arch="efficientnet_lite0",
+        input_norm="tf-lite",
+    )
+    with pytest.raises(CheckpointError, match=r"lite\.json.*'efficientnet_lite0'.*'resnet18'"):
+        build_state(TINY.replace(**{"model.init": str(tmp_path / "lite.json")}), torch.device("cpu"))
+    save_encoder(tmp_path / "r18", build_backbone("resnet18"), arch="resnet18", input_norm="imagenet")
+    with pytest.raises(CheckpointError, match=r"r18\.json.*input_norm 'imagenet'"):
+        build_state(TINY.replace(**{"model.init": str(tmp_path / "r18.json")}), torch.device("cpu"))
+    with pytest.raises(CheckpointError, match=r"missing\.safetensors: warm-start weights not found"):
+        build_state(TINY.replace(**{"model.init": str(tmp_path / "missing.json")}), torch.device("cpu"))
+    # a bare safetensors file (a bundle's content.safetensors) is taken as it is
+    from safetensors.torch import save_file
+
+    save_file(build_backbone("resnet18").state_dict(), str(tmp_path / "bare.safetensors"))
+    build_state(TINY.replace(**{"model.init": str(tmp_path / "bare.safetensors")}), torch.device("cpu"))

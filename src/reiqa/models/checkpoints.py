@@ -158,6 +158,37 @@ def load_encoder(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     return backbone, meta
 
 
+def load_backbone_weights(path: str | Path, *, arch: str, input_norm: str) -> dict[str, Tensor]:
+    """The backbone weights of ``path`` for warm-starting a ``arch`` encoder: a reiqa encoder
+    (``.json`` + ``.safetensors``, checked to be ``arch`` with ``input_norm``) or a bare
+    ``.safetensors`` of that backbone (e.g. a bundle's ``content.safetensors``). Raises
+    CheckpointError naming the file when it is missing or of another kind."""
+    path = Path(path)
+    meta_path, weights_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path}: warm-start weights not found (model.init)")
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{meta_path}: unreadable encoder description: {exc}") from exc
+        if not isinstance(meta, dict) or meta.get("format") != "reiqa-encoder":
+            raise CheckpointError(f"{meta_path}: not a reiqa encoder description")
+        if meta.get("arch") != arch:
+            raise CheckpointError(f"{meta_path}: a {meta.get('arch')!r} encoder, the config trains {arch!r}")
+        if meta.get("input_norm") != input_norm:
+            raise CheckpointError(
+                f"{meta_path}: trained with input_norm {meta.get('input_norm')!r}, the config has "
+                f"{input_norm!r} (set model.input_norm to match)"
+            )
+    try:
+        weights = load_file(str(weights_path))
+    except Exception as exc:  # safetensors raises its own error types for torn files
+        raise CheckpointError(f"{weights_path}: unreadable safetensors file: {exc}") from exc
+    load_state_strict(build_backbone(arch), weights, weights_path)
+    return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+
+
 def export_encoder(checkpoint_dir: Path, path_stem: Path) -> Path:
     """Write the query encoder's backbone of a training checkpoint as ``<stem>.safetensors`` +
     ``<stem>.json`` (what ``reiqa features`` reads), e.g. to use a run before its schedule ends."""

@@ -98,6 +98,9 @@ class ModelConfig:
     proj_dim: int = 128
     input_norm: str = "none"  # 'none' (quality encoder) or 'imagenet' (content encoder)
     channels_last: bool = True
+    # warm start: a reiqa encoder (.json/.safetensors, e.g. from `reiqa import-encoder`) whose
+    # backbone weights replace the random ones of the query and key encoders before step 0
+    init: str | None = None
 
     def __post_init__(self) -> None:
         _check(self.arch in BACKBONES, f"model.arch: unknown {self.arch!r}; one of {sorted(BACKBONES)}")
@@ -109,6 +112,7 @@ class ModelConfig:
             self.proj_hidden is None or self.proj_hidden > 0,
             f"model.proj_hidden must be None or > 0, got {self.proj_hidden}",
         )
+        _check(self.init is None or bool(self.init.strip()), "model.init must be None or a file path")
 
 
 @dataclass(frozen=True)

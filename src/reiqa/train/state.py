@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from reiqa import dist
+from reiqa.models.checkpoints import load_backbone_weights
 from reiqa.models.moco import Encoder, MoCo
 from reiqa.train.config import TrainConfig, effective_lr
 from reiqa.train.optim import build_optimizer
@@ -39,13 +40,17 @@ class TrainState:
 
 
 def build_model(cfg: TrainConfig) -> MoCo:
-    """The MoCo model of ``cfg`` (randomly initialised from the global RNG)."""
+    """The MoCo model of ``cfg``, randomly initialised from the global RNG; with ``model.init``
+    the backbone (of the query and key encoder alike) starts from that file's weights."""
     encoder = Encoder(
         cfg.model.arch,
         proj_hidden=cfg.model.proj_hidden,
         proj_dim=cfg.model.proj_dim,
         input_norm=cfg.model.input_norm,
     )
+    if cfg.model.init is not None:
+        weights = load_backbone_weights(cfg.model.init, arch=cfg.model.arch, input_norm=cfg.model.input_norm)
+        encoder.backbone.load_state_dict(weights, strict=True)
     return MoCo(
         encoder,
         queue_size=cfg.moco.queue_size,
