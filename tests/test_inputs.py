@@ -4,7 +4,9 @@ scoring, feature extraction and training."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -122,3 +124,137 @@ def test_file_sha256_hashes_the_bytes(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"abc" * 1000)
     assert file_sha256(tmp_path / "f") == hashlib.sha256(b"abc" * 1000).hexdigest()
     assert os.path.getsize(tmp_path / "f") == 3000
+
+
+# --- hostile inputs: missing files, unreadable lists, odd folder entries ---------------------
+
+T = TypeVar("T")
+StrPath = str | os.PathLike[str]
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+
+
+def _png_bytes() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (2, 2)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _in_thread(fn: Callable[[], T], timeout: float = 10.0) -> T:
+    """Run ``fn`` in a daemon thread; fail (instead of hanging) if it blocks, e.g. on a FIFO."""
+    import threading
+
+    out: list[T] = []
+    worker = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    worker.start()
+    worker.join(timeout)
+    assert not worker.is_alive(), f"blocked for over {timeout} s"
+    assert out, "raised in the thread"
+    return out[0]
+
+
+def test_expand_inputs_reports_bad_inputs_and_goes_on(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tree)
+    bad: list[str] = []
+    found = expand_inputs(["photos/x.jpg", "b.png", "*.gif", "sub"], bad=bad)
+    assert found == [Path("b.png"), Path("sub/d.webp")]
+    assert bad == ["photos/x.jpg: no such file or directory", "*.gif: no image files match this pattern"]
+    # without ``bad`` the first one still raises (training relies on it)
+    with pytest.raises(FileNotFoundError, match=r"photos/x\.jpg"):
+        expand_inputs(["b.png", "photos/x.jpg"])
+    empty: list[str] = []
+    assert expand_inputs(["nope.png"], empty=empty, bad=bad) == [] and empty == []
+
+
+def test_unreadable_csv_lists_go_to_bad(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("image\ncaf\xe9.png\n".encode("latin-1"))
+    nocol = tmp_path / "nocol.csv"
+    nocol.write_text("label,mos\na.png,1\n")
+    bad: list[str] = []
+    assert expand_inputs([latin, nocol, tmp_path / "a.png"], bad=bad) == [tmp_path / "a.png"]
+    assert len(bad) == 2
+    assert bad[0].startswith(f"{latin}: not a UTF-8 text file") and "\n" not in bad[0]
+    assert bad[1].startswith(f"{nocol}: needs a column of image paths") and "label" in bad[1]
+    with pytest.raises(DataError, match=r"latin\.csv: not a UTF-8"):
+        expand_inputs([latin])
+
+
+def test_a_csv_list_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    listing = tmp_path / "excel.csv"
+    listing.write_bytes(b"\xef\xbb\xbfImage,MOS\r\na.png,3.5\r\n")  # what Excel's "CSV UTF-8" writes
+    assert read_image_list(listing) == [(tmp_path / "a.png").resolve()]
+
+
+@needs_fifo
+def test_folder_scan_lists_everything_that_looks_like_an_image(tmp_path: Path) -> None:
+    d = tmp_path / "photos"
+    d.mkdir()
+    png = _png_bytes()
+    (d / "real.png").write_bytes(png)
+    (d / "noext").write_bytes(png)  # found by its signature
+    (d / "photo.dat").write_bytes(b"\xff\xd8\xff\xe0" + bytes(20))
+    (d / "vector").write_text('<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>\n')
+    (d / "drawing.SVG").write_text("<svg/>")
+    (d / "shot.avif").write_bytes(b"x")
+    (d / "shot.heic").write_bytes(b"x")
+    (d / "dsc.NEF").write_bytes(b"x")
+    (d / "layers.psd").write_bytes(b"x")
+    (d / "notes.txt").write_text("BM is not a bitmap\n")
+    (d / "data.csv").write_text("a,b\n")
+    os.mkfifo(d / "pipe.png")  # listed by suffix, never opened
+    os.mkfifo(d / "pipe")  # no suffix: not opened to look for a signature, so not listed
+    os.symlink(d / "gone.jpg", d / "dangling.jpg")
+    os.symlink(d / "loop.png", d / "loop.png")
+    os.symlink(d / "real.png", d / "alias")  # a link to a regular file is read like one
+    (d / ".hidden.png").write_bytes(png)
+    (d / "._real.png").write_bytes(b"x")  # macOS resource fork
+    (d / "folder.jpg").mkdir()
+    (d / "folder.jpg" / "inner.jpg").write_bytes(png)
+    (d / ".thumbnails").mkdir()
+    (d / ".thumbnails" / "t.png").write_bytes(png)
+    os.symlink(d, d / "again")  # a link to a folder, not followed (it would loop)
+
+    top = [
+        "alias", "dangling.jpg", "drawing.SVG", "dsc.NEF", "layers.psd", "loop.png", "noext",
+        "photo.dat", "pipe.png", "real.png", "shot.avif", "shot.heic", "vector",
+    ]  # fmt: skip
+    assert _in_thread(lambda: find_images([d])) == [d / n for n in sorted(top)]
+    assert _in_thread(lambda: find_images([d], recursive=True)) == sorted(
+        [d / n for n in top] + [d / "folder.jpg" / "inner.jpg"]
+    )
+    # globs keep what looks like an image too, instead of "no image files match"
+    assert find_images([str(d / "*.SVG")]) == [d / "drawing.SVG"]
+    assert find_images([str(d / "p*")]) == [d / "photo.dat", d / "pipe.png"]
+
+
+@needs_fifo
+def test_odd_entries_named_explicitly_are_kept_for_loading_to_report(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "dangling.jpg")
+    os.symlink(tmp_path / "loop", tmp_path / "loop")
+    names = [tmp_path / "pipe", tmp_path / "dangling.jpg", tmp_path / "loop"]
+    assert _in_thread(lambda: find_images(names)) == names
+
+
+def test_unlistable_folders_are_reported(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scandir = os.scandir
+
+    def refusing(path: StrPath) -> Iterator[os.DirEntry[str]]:
+        if Path(path).name in ("sub", "deeper"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    bad: list[str] = []
+    assert expand_inputs([tree], recursive=True, bad=bad) == [tree / n for n in ("a.JPG", "b.png", "c.Png")]
+    assert bad == [f"{tree / 'sub'}: cannot list this folder (Permission denied)"]
+    assert expand_inputs([tree / "sub", tree / "b.png"], bad=bad) == [tree / "b.png"]
+    assert bad[-1] == f"{tree / 'sub'}: cannot list this folder (Permission denied)"
+    with pytest.raises(PermissionError, match="sub: cannot list this folder"):
+        find_images([tree / "sub"])

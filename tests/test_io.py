@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import io
+import os
 import struct
+import sys
+import threading
 import warnings
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -15,6 +21,7 @@ from reiqa.errors import ImageLoadError
 from reiqa.io import (
     IMAGE_SUFFIXES,
     LoadResult,
+    file_signature,
     load_image,
     load_images,
     save_image,
@@ -22,6 +29,7 @@ from reiqa.io import (
     to_tensor,
 )
 
+T = TypeVar("T")
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
 
@@ -498,3 +506,207 @@ def test_to_pil_rejects_bad_input() -> None:
 def test_image_suffixes_are_lower_case() -> None:
     assert {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"} <= IMAGE_SUFFIXES
     assert all(s == s.lower() and s.startswith(".") for s in IMAGE_SUFFIXES)
+
+
+# --- odd files: links, pipes, formats not decoded, HEIC/AVIF, decoder warnings ---------------
+
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+
+
+def _in_thread(fn: Callable[[], T], timeout: float = 10.0) -> T:
+    """Run ``fn`` in a daemon thread; fail (instead of hanging) if it blocks, e.g. on a FIFO."""
+    out: list[T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    assert not worker.is_alive(), f"blocked for over {timeout} s"
+    if errors:
+        raise errors[0]
+    return out[0]
+
+
+def test_broken_symbolic_link(tmp_path: Path) -> None:
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "link.jpg")
+    err = _load_error(tmp_path / "link.jpg")
+    assert err.reason == "missing"
+    assert "broken symbolic link" in str(err) and "gone.jpg" in str(err)
+
+
+def test_symbolic_link_loop(tmp_path: Path) -> None:
+    os.symlink(tmp_path / "b.png", tmp_path / "a.png")
+    os.symlink(tmp_path / "a.png", tmp_path / "b.png")
+    err = _load_error(tmp_path / "a.png")
+    assert err.reason == "unreadable"
+    assert "symbolic link loop" in str(err)
+
+
+@needs_fifo
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.png")
+    err = _in_thread(lambda: _load_error(tmp_path / "pipe.png"))
+    assert err.reason == "not-a-file"
+    assert "named pipe" in str(err)
+    assert _in_thread(lambda: file_signature(tmp_path / "pipe.png")) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "cause"),
+    [
+        (
+            "drawing.svg",
+            b'<svg xmlns="http://www.w3.org/2000/svg"/>',
+            "SVG is a vector format; convert it to PNG",
+        ),
+        ("drawing", b'\xef\xbb\xbf<?xml version="1.0"?>\n<svg/>', "SVG is a vector format"),  # by content
+        ("icon.SVGZ", b"\x1f\x8b\x08\x00", "SVG is a vector format"),
+        ("layers.psd", b"8BPS\x00\x01" + bytes(30), "Photoshop"),
+        ("photo.jxl", b"\xff\x0a\xfa\x7f", "JPEG XL"),
+    ],
+)
+def test_image_formats_not_decoded_are_refused(tmp_path: Path, name: str, data: bytes, cause: str) -> None:
+    (tmp_path / name).write_bytes(data)
+    err = _load_error(tmp_path / name)
+    assert err.reason == "unsupported-format"
+    assert cause in str(err)
+
+
+def test_camera_raw_is_refused_though_pillow_would_read_its_tiff_preview(tmp_path: Path) -> None:
+    Image.fromarray(_pixels()).save(tmp_path / "dsc.tif")
+    (tmp_path / "dsc.tif").rename(tmp_path / "DSC.NEF")
+    err = _load_error(tmp_path / "DSC.NEF")
+    assert err.reason == "unsupported-format"
+    assert "camera raw" in str(err)
+
+
+def _heic_or_skip(path: Path, pixels: np.ndarray) -> None:
+    pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif is not installed")
+    try:
+        pillow_heif.from_pillow(Image.fromarray(pixels)).save(path, quality=90)
+    except Exception as exc:  # a libheif built without an HEVC encoder
+        pytest.skip(f"pillow-heif cannot encode HEIC here: {exc}")
+
+
+@pytest.mark.parametrize("name", ["a.heic", "a.HEIF", "renamed.dat"])  # .dat: found by its ftyp box
+def test_heic_loads(tmp_path: Path, name: str) -> None:
+    pixels = _smooth()
+    _heic_or_skip(tmp_path / name, pixels)
+    assert file_signature(tmp_path / name) == "heif"
+    t = load_image(tmp_path / name)
+    _check_image(t, 16, 16)
+    assert (t - _as_tensor(pixels)).abs().mean() < 0.05
+    assert {".heic", ".heif", ".hif"} <= IMAGE_SUFFIXES
+
+
+def test_heic_without_pillow_heif_is_refused_saying_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(8))
+    monkeypatch.setattr(reiqa.io, "_heif_ready", None)
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # import fails
+    err = _load_error(tmp_path / "a.heic")
+    assert err.reason == "unsupported-format"
+    assert "HEIC needs the pillow-heif package (pip install pillow-heif)" in str(err)
+
+
+def test_avif_loads(tmp_path: Path) -> None:
+    pixels = _smooth()
+    try:
+        Image.fromarray(pixels).save(tmp_path / "a.avif", format="AVIF", quality=90)
+    except (KeyError, OSError, ValueError) as exc:
+        pytest.skip(f"Pillow cannot encode AVIF here: {exc!r}")
+    assert file_signature(tmp_path / "a.avif") == "avif"
+    t = load_image(tmp_path / "a.avif")
+    _check_image(t, 16, 16)
+    assert (t - _as_tensor(pixels)).abs().mean() < 0.05
+    assert ".avif" in IMAGE_SUFFIXES
+
+
+def test_avif_without_decoder_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a.avif").write_bytes(b"\x00\x00\x00\x18ftypavif\x00\x00\x00\x00mif1avif" + bytes(8))
+    monkeypatch.setattr(reiqa.io, "_AVIF_AVAILABLE", False)
+    err = _load_error(tmp_path / "a.avif")
+    assert err.reason == "unsupported-format"
+    assert "AVIF needs Pillow built with libavif" in str(err)
+
+
+def test_ico_loads(tmp_path: Path) -> None:
+    Image.fromarray(_quadrants()).save(tmp_path / "a.ico")
+    torch.testing.assert_close(load_image(tmp_path / "a.ico"), _as_tensor(_quadrants()), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "jpeg"),
+        (b"\x89PNG\r\n\x1a\n\x00", "png"),
+        (b"GIF89a\x01\x00", "gif"),
+        (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "webp"),
+        (b"II*\x00\x08\x00\x00\x00", "tiff"),
+        (b"MM\x00*\x00\x00\x00\x08", "tiff"),
+        (b"BM" + bytes(4) + bytes(4) + b"\x36\x00\x00\x00" + b"\x28\x00\x00\x00", "bmp"),
+        (b"BM is not a bitmap, just text that starts like one", None),
+        (b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf", "avif"),
+        (b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2", None),  # an MP4 video
+        (b"<svg/>", "svg"),
+        (b"<?xml version='1.0'?><note/>", None),
+        (b"hello", None),
+    ],
+)
+def test_file_signature(tmp_path: Path, head: bytes, kind: str | None) -> None:
+    (tmp_path / "f").write_bytes(head)
+    assert file_signature(tmp_path / "f") == kind
+    assert file_signature(tmp_path / "missing") is None
+    assert file_signature(tmp_path) is None
+
+
+def _jpeg_with_corrupt_exif(path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0112] = "Maker", "Model", 1
+    buf = io.BytesIO()
+    Image.fromarray(_smooth()).save(buf, format="JPEG", exif=exif.tobytes())
+    data = bytearray(buf.getvalue())
+    tiff = data.index(b"Exif\x00\x00") + 6
+    data[tiff + 8 : tiff + 10] = b"\xff\x7f"  # the first IFD claims 32767 entries
+    path.write_bytes(bytes(data))
+
+
+def test_decoder_warnings_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad exif.jpg"
+    _jpeg_with_corrupt_exif(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _check_image(load_image(path), 16, 16)
+    assert [w.category for w in caught] == [UserWarning]
+    assert str(caught[0].message).startswith(f"{path}: Corrupt EXIF data")
+    assert caught[0].filename == __file__  # raised from the caller of load_image
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserWarning, match="bad exif"):  # the caller's filters apply
+            load_image(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert _load_error(path, max_pixels=10).reason == "too-many-pixels"
+    # raised while the header was read, and raised again though loading failed
+    assert len(caught) == 1 and str(caught[0].message).startswith(f"{path}: Corrupt EXIF data")
+
+
+def test_loading_in_threads_leaves_the_warnings_machinery_as_it_was(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "bad exif.jpg"
+    _jpeg_with_corrupt_exif(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        filters, show = list(warnings.filters), warnings.showwarning
+        with ThreadPoolExecutor(8) as pool:
+            assert all(t.shape == (3, 16, 16) for t in pool.map(lambda _: load_image(path), range(32)))
+        assert warnings.filters == filters and warnings.showwarning is show
+    assert len(caught) == 32 and all(str(w.message).startswith(f"{path}: ") for w in caught)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from reiqa.errors import DataError
-from reiqa.io import IMAGE_SUFFIXES
+from reiqa.io import IMAGE_SUFFIXES, UNSUPPORTED_SUFFIXES, file_signature
 
 __all__ = [
     "IMAGE_COLUMNS",
@@ -53,15 +53,67 @@ def _key(path: Path) -> str:
     return os.path.normcase(os.path.abspath(path))
 
 
+_LISTED_SUFFIXES = IMAGE_SUFFIXES | UNSUPPORTED_SUFFIXES
+
+
+def _is_dir(entry: os.DirEntry[str] | Path) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symbolic link loop
+        return False
+
+
+def _looks_like_image(path: Path) -> bool:
+    """Whether a folder entry that is not a folder is listed: by its suffix whatever kind of entry
+    it is (a FIFO or a broken link is then reported by loading), else by the first bytes of a
+    regular file (never opening anything else)."""
+    return path.suffix.lower() in _LISTED_SUFFIXES or file_signature(path) is not None
+
+
+def _scan(folder: Path, shown: str, recursive: bool, bad: list[str] | None) -> list[Path]:
+    """The images in ``folder`` (and its subfolders), sorted; see :func:`find_images`."""
+    found: list[Path] = []
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as it:
+                entries = list(it)
+        except OSError as exc:
+            if current == folder:
+                raise type(exc)(f"{shown}: cannot list this folder ({exc.strerror})") from exc
+            if bad is not None:
+                bad.append(f"{current}: cannot list this folder ({exc.strerror})")
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            child = current / entry.name
+            if _is_dir(entry):
+                if recursive and not entry.is_symlink():  # links to folders are not followed (no loops)
+                    pending.append(child)
+            elif _looks_like_image(child):
+                found.append(child)
+    return sorted(found)
+
+
 def find_images(inputs: Iterable[StrPath], *, recursive: bool = False) -> list[Path]:
     """Expand files, directories and glob patterns into a list of image files.
 
-    A file is kept as given, whatever its suffix (loading will report it if it is not an image).
-    A directory gives its files whose suffix, in lower case, is in ``reiqa.io.IMAGE_SUFFIXES``,
-    sorted; with ``recursive=True`` also those in its subdirectories, sorted by path. A pattern
-    containing ``*``, ``?`` or ``[`` that is not an existing path is expanded with
-    :func:`glob.glob` (``**`` matches any depth) and gives the matching image files, sorted. The
-    order of ``inputs`` is kept and a file reached twice is listed once, where it first appeared.
+    Anything that exists and is not a directory is kept as given, whatever it is (loading reports
+    what is not an image, and a FIFO, a broken or looping symbolic link). A directory gives,
+    sorted, every entry that is not a directory and looks like an image, so that each is either
+    scored or reported by loading: one whose suffix, in lower case, is in
+    ``reiqa.io.IMAGE_SUFFIXES`` or ``reiqa.io.UNSUPPORTED_SUFFIXES`` whatever kind of entry it is,
+    and a regular file whose first bytes carry an image signature
+    (:func:`reiqa.io.file_signature`) whatever its suffix. Hidden entries (name starting with
+    ``.``, such as macOS ``._*`` files and ``.thumbnails`` folders) are skipped. With
+    ``recursive=True`` subdirectories are searched too (symbolic links to directories are not
+    followed), the whole sorted by path; subdirectories that cannot be listed are skipped. A
+    pattern containing ``*``, ``?`` or ``[`` that is not an existing path is expanded with
+    :func:`glob.glob` (``**`` matches any depth) and gives the matching entries that look like
+    images, sorted. The order of ``inputs`` is kept and a file reached twice is listed once,
+    where it first appeared.
 
     Args:
         inputs: paths of files or directories, or glob patterns.
@@ -72,24 +124,29 @@ def find_images(inputs: Iterable[StrPath], *, recursive: bool = False) -> list[P
 
     Raises:
         FileNotFoundError: an input does not exist, or a pattern matches no image file.
+        OSError: a directory input cannot be listed (PermissionError mostly).
         TypeError: ``inputs`` is a single path rather than a collection of them.
     """
     if isinstance(inputs, str | os.PathLike):
         raise TypeError(
             f"find_images takes a list of paths, got the single path {inputs!r}; wrap it in a list"
         )
+    return _find_images(inputs, recursive=recursive, bad=None)
+
+
+def _find_images(inputs: Iterable[StrPath], *, recursive: bool, bad: list[str] | None) -> list[Path]:
+    """:func:`find_images`, adding subfolders that cannot be listed to ``bad`` when given."""
     found: list[Path] = []
     seen: set[str] = set()
     for item in inputs:
         path = Path(item)
-        if path.is_file():
+        if _is_dir(path):
+            batch = _scan(path, os.fspath(item), recursive, bad)
+        elif os.path.lexists(path):
             batch = [path]
-        elif path.is_dir():
-            children = path.rglob("*") if recursive else path.iterdir()
-            batch = sorted(p for p in children if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         elif _is_glob(os.fspath(item)):
             matches = (Path(m) for m in glob.glob(os.fspath(item), recursive=True))
-            batch = sorted(p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            batch = sorted(p for p in matches if not _is_dir(p) and _looks_like_image(p))
             if not batch:
                 raise FileNotFoundError(f"{item}: no image files match this pattern")
         else:
@@ -102,38 +159,77 @@ def find_images(inputs: Iterable[StrPath], *, recursive: bool = False) -> list[P
 
 
 def read_image_list(path: StrPath) -> list[Path]:
-    """Image paths from a CSV list: the column named like one of ``IMAGE_COLUMNS``; relative
-    paths are taken from the CSV's folder (and resolved), empty cells skipped."""
+    """Image paths from a CSV list (UTF-8, with or without a byte order mark): the column named
+    like one of ``IMAGE_COLUMNS``; relative paths are taken from the CSV's folder (and resolved),
+    empty cells skipped.
+
+    Raises:
+        DataError: the file is not UTF-8 text, not CSV, or has no column of image paths; the
+            message starts with ``path`` as given.
+        OSError: the file cannot be opened.
+    """
+    shown = os.fspath(path)
     path = Path(path)
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        column = find_column(reader.fieldnames or [], IMAGE_COLUMNS)
-        if column is None:
-            raise DataError(
-                f"{path}: needs a column of image paths named one of {list(IMAGE_COLUMNS)} (any case), "
-                f"found {reader.fieldnames}"
-            )
-        return [
-            Path(row[column]) if Path(row[column]).is_absolute() else (path.parent / row[column]).resolve()
-            for row in reader
-            if row[column]
-        ]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            column = find_column(reader.fieldnames or [], IMAGE_COLUMNS)
+            if column is None:
+                raise DataError(
+                    f"{shown}: needs a column of image paths named one of {list(IMAGE_COLUMNS)} (any case), "
+                    f"found {reader.fieldnames}"
+                )
+            return [
+                Path(row[column])
+                if Path(row[column]).is_absolute()
+                else (path.parent / row[column]).resolve()
+                for row in reader
+                if row[column]
+            ]
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{shown}: not a UTF-8 text file (byte {exc.start} cannot be decoded); save the list as "
+            "CSV in UTF-8"
+        ) from exc
+    except csv.Error as exc:
+        raise DataError(f"{shown}: not a readable CSV file ({exc})") from exc
 
 
 def expand_inputs(
-    inputs: Iterable[StrPath], *, recursive: bool = False, empty: list[str] | None = None
+    inputs: Iterable[StrPath],
+    *,
+    recursive: bool = False,
+    empty: list[str] | None = None,
+    bad: list[str] | None = None,
 ) -> list[Path]:
     """Files, folders, glob patterns and CSV lists (see :func:`read_image_list`), in order, each
     file once. Inputs that yield no file are appended to ``empty`` when given (a folder without
-    images, a CSV list with no rows)."""
+    images, a CSV list with no rows).
+
+    When ``bad`` is given, an input that cannot be expanded (it does not exist, a pattern matches
+    nothing, a folder or CSV list cannot be read) is appended to it as a one-line message
+    starting with the input as given, such as ``"photos/x.jpg: no such file or directory"``, as
+    are subfolders that cannot be listed, and the other inputs are expanded; otherwise the first
+    such input raises.
+
+    Raises:
+        FileNotFoundError, OSError, DataError: as in :func:`find_images` and
+            :func:`read_image_list`, only when ``bad`` is None.
+    """
     out: list[Path] = []
     seen: set[str] = set()
     for item in inputs:
         path = Path(item)
-        if path.suffix.lower() == ".csv" and path.is_file():
-            found = read_image_list(path)
-        else:
-            found = find_images([item], recursive=recursive)
+        try:
+            if path.suffix.lower() == ".csv" and path.is_file():
+                found = read_image_list(item)
+            else:
+                found = _find_images([item], recursive=recursive, bad=bad)
+        except (OSError, DataError) as exc:
+            if bad is None:
+                raise
+            bad.append(_one_line(item, exc))
+            continue
         if not found and empty is not None:
             empty.append(str(item))
         for p in found:
@@ -141,6 +237,17 @@ def expand_inputs(
                 seen.add(_key(p))
                 out.append(p)
     return out
+
+
+def _one_line(item: StrPath, exc: Exception) -> str:
+    """``exc`` as one line starting with ``item``."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:  # from open()
+        text = f"{item}: cannot read it ({exc.strerror})"
+    else:
+        text = str(exc)
+        if not text.startswith(f"{item}: "):
+            text = f"{item}: {text}"
+    return " ".join(text.split())
 
 
 def list_training_images(sources: Iterable[StrPath]) -> list[Path]:

@@ -8,15 +8,25 @@ Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is a module globa
 changes it for good: it applies its own ``max_pixels`` to the size read from the header, and turns
 Pillow's check off only while a file is opened (and, for an image larger than Pillow's limit that
 passed ours, while it is decoded), under a lock, restoring the old value afterwards.
+
+HEIC/HEIF is decoded with the ``pillow-heif`` package, whose Pillow opener is registered (for the
+whole process) the first time such a file is loaded; AVIF and JPEG 2000 by Pillow itself, when it
+is built with them. Formats reiqa knows are images but does not decode (SVG, camera raw,
+Photoshop, JPEG XL, OpenEXR, ...) are refused with the reason ``unsupported-format`` before any
+decoder sees them.
 """
 
 from __future__ import annotations
 
+import errno
+import importlib.util
 import os
 import secrets
 import stat
 import struct
+import sys
 import threading
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -24,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 from torch import Tensor
 
 from reiqa.errors import ImageLoadError
@@ -33,7 +43,9 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
     "SUPPORTED_MODES",
+    "UNSUPPORTED_SUFFIXES",
     "LoadResult",
+    "file_signature",
     "load_image",
     "load_images",
     "save_image",
@@ -48,6 +60,14 @@ DEFAULT_MAX_PIXELS = 1 << 28
 """Largest width * height :func:`load_image` decodes by default (268,435,456 pixels, about 1 GiB
 as uint8 RGB and 3 GiB as float32)."""
 
+_HEIF_SUFFIXES = (".heic", ".heif", ".hif")
+_AVIF_SUFFIXES = (".avif",)
+_JPEG2000_SUFFIXES = (".jp2", ".j2k", ".j2c", ".jpf", ".jpx")
+# Whether the optional decoders are here; pillow-heif is only looked for, not imported, until needed.
+_HEIF_INSTALLED = importlib.util.find_spec("pillow_heif") is not None
+_AVIF_AVAILABLE = bool(features.check_module("avif"))
+_JPEG2000_AVAILABLE = bool(features.check_codec("jpg_2000"))
+
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {
         ".jpg", ".jpeg", ".jpe", ".jfif",
@@ -57,9 +77,132 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
         ".tif", ".tiff",
         ".gif",
         ".pbm", ".pgm", ".ppm", ".pnm",
+        ".ico",
+        *(_HEIF_SUFFIXES if _HEIF_INSTALLED else ()),
+        *(_AVIF_SUFFIXES if _AVIF_AVAILABLE else ()),
+        *(_JPEG2000_SUFFIXES if _JPEG2000_AVAILABLE else ()),
     }
 )  # fmt: skip
-"""Lower-case suffixes that ``reiqa.inputs.find_images`` treats as images when it scans a directory."""
+"""Lower-case suffixes of the formats :func:`load_image` decodes here (HEIC/HEIF with pillow-heif
+installed, AVIF and JPEG 2000 when Pillow is built with them). ``reiqa.inputs.find_images`` lists
+these and :data:`UNSUPPORTED_SUFFIXES` when it scans a directory."""
+
+# Kinds of image reiqa never decodes, and what to tell the user. Camera raw files are TIFF
+# underneath, and Pillow would give their small embedded preview, so they are refused by suffix.
+_NEVER_DECODED: dict[str, str] = {
+    "svg": "SVG is a vector format; convert it to PNG first",
+    "raw": "camera raw files are not decoded; develop or convert it to TIFF or JPEG first",
+    "psd": "Photoshop documents are not decoded; export it to PNG or TIFF first",
+    "exr": "OpenEXR (high dynamic range) is not supported; convert it to a 16-bit PNG or TIFF first",
+    "hdr": "Radiance HDR is not supported; convert it to a 16-bit PNG or TIFF first",
+}
+# Kinds decoded only when a decoder is available, and what to tell the user when it is not.
+_NEEDS_DECODER: dict[str, str] = {
+    "heif": "HEIC needs the pillow-heif package (pip install pillow-heif)",
+    "avif": "AVIF needs Pillow built with libavif (recent Pillow wheels are: pip install -U pillow)",
+    "jpeg2000": "JPEG 2000 needs Pillow built with OpenJPEG",
+    "jxl": "JPEG XL is not supported by Pillow here; convert it to PNG or JPEG first",
+}
+_SUFFIX_KINDS: dict[str, str] = {
+    ".svg": "svg", ".svgz": "svg",
+    **dict.fromkeys(
+        (
+            ".raw", ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf",
+            ".rw2", ".raf", ".pef", ".srw", ".x3f", ".rwl", ".3fr", ".erf", ".kdc", ".dcr", ".mrw",
+            ".mos", ".iiq",
+        ),
+        "raw",
+    ),
+    ".psd": "psd", ".psb": "psd",
+    ".exr": "exr",
+    ".hdr": "hdr",
+    ".jxl": "jxl",
+    **dict.fromkeys(_HEIF_SUFFIXES, "heif"),
+    **dict.fromkeys(_AVIF_SUFFIXES, "avif"),
+    **dict.fromkeys(_JPEG2000_SUFFIXES, "jpeg2000"),
+}  # fmt: skip
+
+UNSUPPORTED_SUFFIXES: frozenset[str] = frozenset(_SUFFIX_KINDS) - IMAGE_SUFFIXES
+"""Lower-case suffixes of image formats :func:`load_image` does not decode here (SVG, camera raw,
+Photoshop, OpenEXR, Radiance HDR, JPEG XL, and HEIC/AVIF/JPEG 2000 without their decoder): it
+refuses them with the reason ``unsupported-format``. A directory scan lists them all the same, so
+that they are reported rather than silently left out."""
+
+_HEAD_BYTES = 512
+_HEIF_BRANDS = frozenset(
+    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+)
+
+_BMP_HEADER_SIZES = frozenset(n.to_bytes(4, "little") for n in (12, 16, 40, 52, 56, 64, 108, 124))
+
+
+def _signature(head: bytes) -> str | None:
+    """The image format that a file's first bytes announce, or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # TIFF and BigTIFF
+        return "tiff"
+    # "BM" alone starts many text files: also want the zero reserved field and a known header size.
+    if head[:2] == b"BM" and head[6:10] == bytes(4) and head[14:18] in _BMP_HEADER_SIZES:
+        return "bmp"
+    if head[4:8] == b"ftyp":
+        end = min(len(head), max(16, int.from_bytes(head[:4], "big")))
+        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, end - 3, 4)}
+        if brands & {b"avif", b"avis"}:
+            return "avif"
+        if brands & _HEIF_BRANDS:
+            return "heif"
+        return None  # MP4, QuickTime and other ISO media files
+    if head.startswith((b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")):
+        return "jpeg2000"
+    if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")):
+        return "jxl"
+    if head[:4] == b"8BPS":
+        return "psd"
+    if head[:4] == b"\x76\x2f\x31\x01":
+        return "exr"
+    if head.startswith((b"#?RADIANCE", b"#?RGBE")):
+        return "hdr"
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if text.startswith((b"<svg", b"<!DOCTYPE svg")) or (text.startswith(b"<?xml") and b"<svg" in text):
+        return "svg"
+    return None
+
+
+def _read_head(path: Path) -> bytes:
+    """The first bytes of a regular file. Opened without blocking, so that a FIFO put in the
+    file's place after it was checked cannot hang the caller.
+
+    Raises:
+        OSError: it cannot be opened, is no longer a regular file, or cannot be read.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return os.read(fd, _HEAD_BYTES)
+    finally:
+        os.close(fd)
+
+
+def file_signature(path: StrPath) -> str | None:
+    """The image format a file's first bytes announce: ``"jpeg"``, ``"png"``, ``"gif"``,
+    ``"webp"``, ``"tiff"``, ``"bmp"``, ``"heif"``, ``"avif"``, ``"jpeg2000"``, ``"jxl"``,
+    ``"psd"``, ``"exr"``, ``"hdr"`` or ``"svg"``; None when it announces none of them, is not a
+    regular file (a FIFO is never opened) or cannot be read."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        return _signature(_read_head(Path(path)))
+    except OSError:
+        return None
+
 
 _SAVE_FORMATS: dict[str, str] = {
     ".png": "PNG",
@@ -95,6 +238,21 @@ SUPPORTED_MODES: frozenset[str] = frozenset(_GRAY_FULL_SCALE) | _COLOR_MODES
 _DECODE_ERRORS = (OSError, ValueError, EOFError, SyntaxError, IndexError, TypeError, struct.error)
 
 _PILLOW_LIMIT_LOCK = threading.Lock()
+# warnings.catch_warnings swaps process-wide state, so two threads using it at once can leave
+# warnings recorded (lost) for good; Python built with context-aware warnings does not need this.
+_WARNINGS_LOCK = threading.Lock()
+_WARNINGS_THREAD_SAFE = bool(getattr(sys.flags, "context_aware_warnings", False))
+_HEIF_LOCK = threading.Lock()
+_heif_ready: bool | None = None  # None: pillow-heif not tried yet
+
+
+def _fresh_locks() -> None:
+    global _PILLOW_LIMIT_LOCK, _WARNINGS_LOCK, _HEIF_LOCK
+    _PILLOW_LIMIT_LOCK, _WARNINGS_LOCK, _HEIF_LOCK = threading.Lock(), threading.Lock(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # a forked DataLoader worker must not inherit a lock held by a thread
+    os.register_at_fork(after_in_child=_fresh_locks)
 
 
 @contextmanager
@@ -196,18 +354,114 @@ def to_pil(image: Tensor) -> Image.Image:
 
 
 def _check_file(path: Path) -> None:
+    """Refuse what is not a non-empty regular file, from its status alone (a FIFO is never opened)."""
     try:
         info = path.stat()
     except (FileNotFoundError, NotADirectoryError) as exc:
+        if path.is_symlink():
+            try:
+                target = f" (it points to {os.readlink(path)}, which does not exist)"
+            except OSError:
+                target = ""
+            raise ImageLoadError(path, "missing", f"is a broken symbolic link{target}") from exc
         raise ImageLoadError(path, "missing", "no such file") from exc
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageLoadError(
+                path, "unreadable", "is a symbolic link loop (its links lead back to themselves), not a file"
+            ) from exc
         raise ImageLoadError(path, "unreadable", f"cannot read it ({type(exc).__name__}: {exc})") from exc
-    if stat.S_ISDIR(info.st_mode):
+    mode = info.st_mode
+    if stat.S_ISDIR(mode):
         raise ImageLoadError(path, "not-a-file", "is a directory, not an image file")
-    if not stat.S_ISREG(info.st_mode):
+    if stat.S_ISFIFO(mode):
+        raise ImageLoadError(path, "not-a-file", "is a named pipe (FIFO), not an image file")
+    if stat.S_ISSOCK(mode):
+        raise ImageLoadError(path, "not-a-file", "is a socket, not an image file")
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise ImageLoadError(path, "not-a-file", "is a device, not an image file")
+    if not stat.S_ISREG(mode):
         raise ImageLoadError(path, "not-a-file", "is not a regular file")
     if info.st_size == 0:
         raise ImageLoadError(path, "empty", "the file is empty (0 bytes)")
+
+
+def _heif_opener_registered() -> bool:
+    """Register pillow-heif's Pillow opener, once per process; False when it cannot be imported."""
+    global _heif_ready
+    with _HEIF_LOCK:
+        if _heif_ready is None:
+            try:
+                import pillow_heif
+            except ImportError:  # also raised for a broken libheif
+                _heif_ready = False
+            else:
+                pillow_heif.register_heif_opener()
+                _heif_ready = True
+        return _heif_ready
+
+
+def _decoder_missing(kind: str) -> bool:
+    if kind == "heif":
+        return not _heif_opener_registered()
+    if kind == "avif":
+        return not _AVIF_AVAILABLE
+    if kind == "jpeg2000":
+        return not _JPEG2000_AVAILABLE
+    if kind == "jxl":  # only a third-party plugin, registered by its own import, reads JPEG XL
+        return ".jxl" not in Image.registered_extensions()
+    return False
+
+
+def _check_format(path: Path) -> None:
+    """Refuse the image formats reiqa does not decode here (reason ``unsupported-format``), and
+    make the HEIF decoder ready for HEIC files. The suffix decides for formats never decoded (a
+    camera raw file is a TIFF underneath); otherwise the file's first bytes, then the suffix."""
+    try:
+        head = _read_head(path)
+    except OSError as exc:
+        raise ImageLoadError(path, "unreadable", f"cannot read it ({type(exc).__name__}: {exc})") from exc
+    by_suffix = _SUFFIX_KINDS.get(path.suffix.lower())
+    kind = by_suffix if by_suffix in _NEVER_DECODED else _signature(head) or by_suffix
+    if kind in _NEVER_DECODED:
+        raise ImageLoadError(path, "unsupported-format", _NEVER_DECODED[kind])
+    if kind in _NEEDS_DECODER and _decoder_missing(kind):
+        raise ImageLoadError(path, "unsupported-format", _NEEDS_DECODER[kind])
+
+
+@contextmanager
+def _recording_warnings(caught: list[warnings.WarningMessage]) -> Iterator[None]:
+    """Record the warnings raised in the block into ``caught`` instead of showing them."""
+    lock = nullcontext() if _WARNINGS_THREAD_SAFE else _WARNINGS_LOCK
+    with lock, warnings.catch_warnings(record=True) as log:
+        warnings.simplefilter("always")  # the caller's filters apply when they are raised again
+        try:
+            yield
+        finally:
+            caught.extend(log)
+
+
+_DECODER_DIRS = tuple(
+    os.path.dirname(spec.origin) + os.sep
+    for spec in (importlib.util.find_spec("PIL"), importlib.util.find_spec("pillow_heif"))
+    if spec is not None and spec.origin
+)
+
+
+_OTHER_WARNINGS: dict[object, object] = {}  # so that "once" and "default" filters still show them once
+
+
+def _warn_again(path: Path, caught: list[warnings.WarningMessage]) -> None:
+    """Raise again the warnings recorded while ``path`` was decoded: the decoders' ones as
+    "{path}: {message}" from the caller of :func:`load_image`, any other (from another thread
+    meanwhile) unchanged."""
+    for w in caught:
+        if w.filename.startswith(_DECODER_DIRS):
+            warnings.warn(f"{path}: {w.message}", w.category, stacklevel=3)
+        else:
+            warnings.warn_explicit(
+                w.message, w.category, w.filename, w.lineno, registry=_OTHER_WARNINGS, source=w.source
+            )
 
 
 def _too_many_pixels(path: Path, detail: str, max_pixels: int | None) -> ImageLoadError:
@@ -236,11 +490,18 @@ def load_image(
 ) -> Tensor:
     """Read an image file into a float tensor.
 
-    Reads whatever Pillow reads (JPEG, PNG, WebP, BMP, TIFF, GIF, PNM, ...); for animated or
+    Reads whatever Pillow reads (JPEG, PNG, WebP, BMP, TIFF, GIF, PNM, ICO, AVIF and JPEG 2000 when
+    Pillow is built with them, ...) and HEIC/HEIF with pillow-heif installed; for animated or
     multi-page files, the first frame. The EXIF orientation is applied, so the tensor is upright.
     16-bit grayscale keeps its precision. 16-bit RGB(A) PNG and TIFF files are reduced to 8 bits
     per channel by Pillow itself (up to Pillow 13 it keeps the high byte), so they come back with
     256 levels. Transparent pixels are composited over ``background``; see :func:`to_tensor`.
+
+    The file's status is checked before it is opened, so a FIFO, socket or device is refused
+    without blocking. Warnings the decoders raise (Pillow's "Corrupt EXIF data", ...) are raised
+    again, same category, as ``"{path}: {message}"``. Before Python 3.14 (built with
+    context-aware warnings) recording them uses process-wide state, so decoding is serialised
+    across the threads of one process; worker processes (DataLoader workers) are unaffected.
 
     Args:
         path: the image file.
@@ -253,9 +514,11 @@ def load_image(
         (3, H, W) float32 in [0, 1], contiguous, on the CPU.
 
     Raises:
-        ImageLoadError: the file could not be read; ``reason`` is one of ``missing``,
-            ``not-a-file``, ``empty``, ``truncated``, ``not-an-image``, ``too-many-pixels``,
-            ``unsupported-mode``, ``unreadable``.
+        ImageLoadError: the file could not be read; ``reason`` is one of ``missing`` (also a
+            broken symbolic link), ``not-a-file`` (a directory, FIFO, socket, device), ``empty``,
+            ``truncated``, ``not-an-image``, ``unsupported-format`` (an image format not
+            decoded here, see :data:`UNSUPPORTED_SUFFIXES`), ``too-many-pixels``,
+            ``unsupported-mode``, ``unreadable`` (also a symbolic link loop).
         ValueError: ``background`` or ``max_pixels`` is invalid.
     """
     path = Path(path)
@@ -263,6 +526,16 @@ def load_image(
     if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 1):
         raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
     _check_file(path)
+    _check_format(path)
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with _recording_warnings(caught):
+            return _decode(path, background, max_pixels)
+    finally:
+        _warn_again(path, caught)
+
+
+def _decode(path: Path, background: tuple[float, float, float], max_pixels: int | None) -> Tensor:
     try:
         with _pillow_bomb_check_off():  # reads the header only, so the lock is held briefly
             im = Image.open(path)
