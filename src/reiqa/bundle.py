@@ -10,8 +10,10 @@ A bundle is a folder::
     regressor.json / regressor.safetensors
 
 ``reiqa.load()`` returns the embedded default model (when the package ships one),
-``reiqa.load(path)`` a user's bundle. Nothing is downloaded. Every field of ``model.json`` is
-checked when it is read: a wrong type or value is a ``ModelError`` naming the file and the field.
+``reiqa.load(path)`` a user's bundle. Nothing is downloaded. Everything is checked when it is
+read: every field of ``model.json`` and ``regressor.json`` (types, ranges), every tensor (readable
+file, finite values, the shapes of the architecture, the regressor's width): a problem is a
+``ModelError`` whose message starts with the file, then names the field.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from reiqa.errors import ConfigError, ModelError
+from reiqa.errors import CheckpointError, ConfigError, ModelError, RegressorError
 from reiqa.features import FeatureModel, FeatureOptions, encode, iter_features
-from reiqa.io import DEFAULT_MAX_PIXELS, load_image
+from reiqa.io import DEFAULT_MAX_PIXELS, load_image, to_tensor
 from reiqa.models.backbones import BACKBONES, NORMS, build_backbone
 from reiqa.models.checkpoints import load_encoder, load_state_strict
 from reiqa.models.importers import import_official
@@ -71,9 +74,9 @@ class EncoderSpec:
     file: str
 
     def check(self, role: str) -> None:
-        if self.arch not in BACKBONES:
+        if not isinstance(self.arch, str) or self.arch not in BACKBONES:
             raise ConfigError(f"{role}.arch: unknown architecture {self.arch!r}; one of {sorted(BACKBONES)}")
-        if self.input_norm not in NORMS:
+        if not isinstance(self.input_norm, str) or self.input_norm not in NORMS:
             raise ConfigError(f"{role}.input_norm: {self.input_norm!r} is not one of {sorted(NORMS)}")
         if not isinstance(self.file, str) or not self.file or Path(self.file).name != self.file:
             raise ConfigError(f"{role}.file must be a file name inside the model folder, got {self.file!r}")
@@ -106,6 +109,8 @@ class ScoreSpec:
             ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in self.range)
             if not ok or not math.isfinite(self.range[0]) or not math.isfinite(self.range[1]):
                 raise ConfigError(f"score.range must be two finite numbers or null, got {self.range!r}")
+            if not self.range[0] < self.range[1]:
+                raise ConfigError(f"score.range must be [low, high] with low < high, got {list(self.range)}")
             object.__setattr__(self, "range", (float(self.range[0]), float(self.range[1])))
         if not isinstance(self.higher_is_better, bool):
             raise ConfigError(f"score.higher_is_better must be true or false, got {self.higher_is_better!r}")
@@ -203,10 +208,100 @@ def _check_width(features: FeatureModel, regressor: QualityRegressor, where: obj
         )
 
 
+# -- in-memory images ----------------------------------------------------------------------------
+
+# float images may overshoot [0, 1] by this much (rounding in a resize or a colour conversion)
+RANGE_TOLERANCE = 1e-6
+ACCEPTED = (
+    "a path, a list of paths, a PIL image, a torch tensor (3, H, W) or (N, 3, H, W), or a numpy "
+    "array (H, W, 3), (3, H, W), (N, H, W, 3) or (N, 3, H, W); float in [0, 1] or uint8"
+)
+
+
+def _check_images(images: Tensor, what: str = "images") -> Tensor:
+    """(N, 3, H, W) float32 in [0, 1] from a (3, H, W) or (N, 3, H, W) tensor that is float in
+    [0, 1] or uint8 (divided by 255). Raises ValueError naming what is wrong and what is expected:
+    another shape, an empty image, NaN or infinity, values outside [0, 1], another dtype."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{what}: expected a torch tensor, got {type(images).__name__}")
+    shape = tuple(images.shape)
+    if images.ndim not in (3, 4):
+        raise ValueError(f"{what} must be (3, H, W) or (N, 3, H, W), got shape {shape}")
+    if images.shape[-3] != 3:
+        hint = " (channels last? use .permute(2, 0, 1))" if shape[-1] == 3 else ""
+        raise ValueError(
+            f"{what} must be (3, H, W) or (N, 3, H, W) with 3 (RGB) channels, got shape {shape}{hint}"
+        )
+    if images.numel() == 0:
+        raise ValueError(f"{what}: empty, shape {shape}")
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    if images.dtype == torch.uint8:
+        return images.float() / 255
+    if not images.dtype.is_floating_point:
+        raise ValueError(f"{what}: dtype {images.dtype}; expected float in [0, 1] or uint8 (0..255)")
+    images = images.float()
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{what}: NaN or infinity; expected finite values in [0, 1]")
+    low, high = (float(v) for v in torch.aminmax(images))
+    if high > 1 + RANGE_TOLERANCE:
+        cause = "expected [0, 1]"
+        if high <= 255 + RANGE_TOLERANCE:
+            cause = "looks like 0..255 values; divide by 255 (or pass uint8)"
+        raise ValueError(f"{what}: values up to {high:g}, {cause}")
+    if low < -RANGE_TOLERANCE:
+        raise ValueError(
+            f"{what}: values down to {low:g}, expected raw RGB in [0, 1] (not normalised by a mean "
+            "and standard deviation)"
+        )
+    return images.clamp(0.0, 1.0)
+
+
+def _array_to_tensor(array: np.ndarray) -> tuple[Tensor, bool]:
+    """A numpy image or batch as a channels-first tensor, and whether it is one image. The layout
+    is read from where the size-3 axis is; a shape where either reading fits is refused."""
+    shape = array.shape
+    if array.dtype != np.uint8 and not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"the array: dtype {array.dtype}; expected float in [0, 1] or uint8 (0..255)")
+    if array.ndim not in (3, 4):
+        raise ValueError(
+            f"the array must be (H, W, 3), (3, H, W), (N, H, W, 3) or (N, 3, H, W), got shape {shape}"
+        )
+    first = array.ndim - 3  # the axis of C in a channels-first layout
+    last, channels_first = shape[-1] == 3, shape[first] == 3
+    if last and channels_first:
+        raise ValueError(
+            f"the array: shape {shape} is ambiguous (channels first or last?); pass a torch tensor "
+            "(3, H, W) or (N, 3, H, W)"
+        )
+    if not (last or channels_first):
+        raise ValueError(f"the array needs 3 (RGB) channels, first or last, got shape {shape}")
+    if array.dtype not in (np.uint8, np.float16, np.float32, np.float64):
+        array = array.astype(np.float64)
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if last:
+        tensor = tensor.movedim(-1, -3)
+    return tensor, array.ndim == 3
+
+
+def _is_path(value: object) -> bool:
+    return isinstance(value, str | os.PathLike)
+
+
 class ReIQA:
-    """Scores images. ``score`` takes a path, a list of paths, or a tensor ((3, H, W) or
-    (N, 3, H, W) float in [0, 1]) and returns a float or an array; ``score_files`` yields one
-    record per file, with the error of files that cannot be read (batch jobs go on)."""
+    """Scores images. ``score`` takes
+
+    - a path (str or Path): a float (ImageLoadError if the file cannot be read);
+    - a list or tuple of paths: an array, NaN for files that cannot be read;
+    - a PIL image: a float;
+    - a torch tensor (3, H, W) -> a float, (N, 3, H, W) -> an array;
+    - a numpy array (H, W, 3) or (3, H, W) -> a float, (N, H, W, 3) or (N, 3, H, W) -> an array
+      (a shape that fits both layouts, such as (3, 5, 3), is refused).
+
+    Tensors and arrays are float in [0, 1] or uint8 (divided by 255); NaN, infinity, values
+    outside [0, 1], other dtypes (bool, int16, ...), other channel counts and empty images are a
+    ValueError, other types a TypeError. ``score_files`` yields one record per file, with the
+    error of files that cannot be read (batch jobs go on)."""
 
     def __init__(self, features: FeatureModel, regressor: QualityRegressor, card: ModelCard) -> None:
         # channels-last convolutions: 35 % faster on CPU (oneDNN), the layout cuDNN prefers too
@@ -248,30 +343,48 @@ class ReIQA:
 
     # -- scoring --------------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def score_tensor(self, images: Tensor) -> np.ndarray:
-        """(N, 3, H, W) float in [0, 1], one size -> (N,) float64 scores."""
-        if images.ndim == 3:
-            images = images.unsqueeze(0)
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be (3, H, W) or (N, 3, H, W), got {tuple(images.shape)}")
+        """(3, H, W) or (N, 3, H, W) of one size, float in [0, 1] or uint8 -> (N,) float64 scores;
+        checked as ``score`` checks tensors."""
+        return self._score_checked(_check_images(images))
+
+    @torch.inference_mode()
+    def _score_checked(self, images: Tensor) -> np.ndarray:
+        """(N, 3, H, W) float32 in [0, 1] (``_check_images``) -> (N,) float64 scores."""
         opts = self.card.features
-        capped = [cap_size(im, max_side=opts.max_side, min_side=opts.min_side) for im in images.float()]
-        prepared = torch.stack(capped) if capped else images
-        return self.regressor.predict(encode(self.features, prepared))
+        capped = [cap_size(im, max_side=opts.max_side, min_side=opts.min_side) for im in images]
+        return self.regressor.predict(encode(self.features, torch.stack(capped)))
 
     def score(
-        self, inputs: str | Path | Sequence[str | Path] | Tensor, *, batch_size: int = 8
+        self,
+        inputs: str | os.PathLike | Sequence[str | os.PathLike] | Tensor | np.ndarray | Image.Image,
+        *,
+        batch_size: int = 8,
     ) -> float | np.ndarray:
-        """A path gives a float (ImageLoadError if unreadable); a list of paths an array with NaN
-        for unreadable files; a tensor an array (a float for (3, H, W))."""
+        """A float for one image, an array for several; see the class for what is accepted."""
+        if _is_path(inputs):
+            return float(self._score_checked(_check_images(load_image(inputs)))[0])
         if isinstance(inputs, Tensor):
-            out = self.score_tensor(inputs)
-            return float(out[0]) if inputs.ndim == 3 else out
-        if isinstance(inputs, str | Path):
-            return float(self.score_tensor(load_image(inputs).unsqueeze(0))[0])
-        records = list(self.score_files(inputs, batch_size=batch_size))
-        return np.array([math.nan if r.score is None else r.score for r in records])
+            return self._one_or_many(_check_images(inputs), inputs.ndim == 3)
+        if isinstance(inputs, np.ndarray):
+            tensor, single = _array_to_tensor(inputs)
+            return self._one_or_many(_check_images(tensor, "the array"), single)
+        if isinstance(inputs, Image.Image):
+            return self._one_or_many(_check_images(to_tensor(inputs), "the PIL image"), True)
+        if isinstance(inputs, list | tuple):
+            wrong = next((p for p in inputs if not _is_path(p)), None)
+            if wrong is not None:
+                raise TypeError(
+                    f"a list must hold paths (str or Path), got a {type(wrong).__name__}; stack tensors "
+                    "or arrays into one (N, 3, H, W) batch"
+                )
+            records = list(self.score_files(inputs, batch_size=batch_size))
+            return np.array([math.nan if r.score is None else r.score for r in records])
+        raise TypeError(f"cannot score a {type(inputs).__name__}; expected {ACCEPTED}")
+
+    def _one_or_many(self, images: Tensor, single: bool) -> float | np.ndarray:
+        out = self._score_checked(images)
+        return float(out[0]) if single else out
 
     def score_files(
         self,
@@ -364,14 +477,42 @@ def load(path: str | Path | None = None) -> ReIQA:
     return _load_dir(Path(path))
 
 
-def _load_backbone(directory: Path, spec: EncoderSpec) -> torch.nn.Module:
+def _load_backbone(directory: Path, spec: EncoderSpec, role: str) -> torch.nn.Module:
+    """The ``role`` encoder: its weights file readable, every tensor finite and of the shape and
+    kind (float or integer) that ``spec.arch`` has."""
     path = directory / spec.file
     if not path.is_file():
-        raise ModelError(f"{path}: missing encoder weights")
+        raise ModelError(f"{path}: missing encoder weights ({role}.file in model.json)")
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for torn or empty files
+        raise ModelError(f"{path}: unreadable safetensors file ({exc})") from exc
     backbone = build_backbone(spec.arch)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    load_state_strict(backbone, state, path)
+    own = backbone.state_dict()
+    for key, value in state.items():
+        if key in own and own[key].is_floating_point() != value.is_floating_point():
+            raise ModelError(f"{path}: tensor {key!r} is {value.dtype}, a {spec.arch} has {own[key].dtype}")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    for key, value in state.items():
+        # NaN and infinity carry into a sum, which is several times faster than isfinite on a CPU
+        nonfinite = value.is_floating_point() and not math.isfinite(float(value.sum()))
+        if nonfinite and not torch.isfinite(value).all():
+            raise ModelError(f"{path}: tensor {key!r} contains NaN or infinity")
+    try:
+        load_state_strict(backbone, state, path)
+    except CheckpointError as exc:
+        raise ModelError(f"{exc} (a {spec.arch}, as {role}.arch in model.json says)") from exc
     return backbone
+
+
+def _load_regressor(directory: Path) -> QualityRegressor:
+    for name in ("regressor.json", "regressor.safetensors"):
+        if not (directory / name).is_file():
+            raise ModelError(f"{directory / name}: missing (a model needs regressor.json and .safetensors)")
+    try:
+        return QualityRegressor.load(directory)
+    except RegressorError as exc:  # its message starts with the file
+        raise ModelError(str(exc)) from exc
 
 
 def _load_dir(directory: Path) -> ReIQA:
@@ -379,8 +520,9 @@ def _load_dir(directory: Path) -> ReIQA:
     if not meta_path.is_file():
         raise FileNotFoundError(f"{directory}: not a reiqa model (no model.json)")
     card = ModelCard.read(meta_path)
+    regressor = _load_regressor(directory)  # small: its errors come before the encoders are built
     encoders = {
-        role: _load_backbone(directory, getattr(card, role)) if getattr(card, role) else None
+        role: _load_backbone(directory, getattr(card, role), role) if getattr(card, role) else None
         for role in ROLES
     }
     norms = {
@@ -393,8 +535,9 @@ def _load_dir(directory: Path) -> ReIQA:
         quality_norm=norms["quality"],
         content_norm=norms["content"],
     )
-    regressor = QualityRegressor.load(directory)
-    _check_width(features, regressor, directory, "the bundle's files do not belong together")
+    _check_width(
+        features, regressor, directory / "regressor.safetensors", "the bundle's files do not belong together"
+    )
     return ReIQA(features, regressor, card)
 
 

@@ -261,6 +261,10 @@ class QualityRegressor:
 
         if self.coef_ is None:
             raise RegressorError("nothing to save: the regressor is not fitted")
+        # json.dumps writes NaN as a bare NaN that json.loads reads back: refuse it here
+        values = (self.mean_, self.scale_, self.coef_, [self.intercept_])
+        if not all(np.isfinite(np.asarray(v, dtype=np.float64)).all() for v in values):
+            raise RegressorError("nothing to save: the fitted coefficients contain NaN or infinity")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / ".regressor.safetensors.tmp"
@@ -284,23 +288,100 @@ class QualityRegressor:
 
     @classmethod
     def load(cls, directory: str | Path) -> QualityRegressor:
-        from safetensors.numpy import load_file
-
+        """Read ``regressor.json`` + ``regressor.safetensors``. Every field is checked: a missing,
+        wrong-typed or non-finite value is a RegressorError naming the file and the field."""
         directory = Path(directory)
         meta_path, weights_path = directory / "regressor.json", directory / "regressor.safetensors"
         if not meta_path.is_file() or not weights_path.is_file():
             raise FileNotFoundError(f"{directory}: needs regressor.json and regressor.safetensors")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != "reiqa-regressor-1":
-            raise RegressorError(f"{meta_path}: not a reiqa regressor")
-        arrays = load_file(str(weights_path))
+        meta = _read_meta(meta_path)
+        mean, scale, coef = _read_arrays(weights_path)
         reg = cls(method=meta["method"])
         reg.alpha_, reg.l1_ratio_, reg.intercept_ = meta["alpha"], meta["l1_ratio"], meta["intercept"]
-        reg.mean_, reg.scale_, reg.coef_ = arrays["mean"], arrays["scale"], arrays["coef"]
-        reg.selection_, reg.info = meta.get("selection", {}), meta.get("info", {})
-        reg.pair_weight_ = float(meta.get("pair_weight", 0.0))
-        reg.margin = float(meta.get("margin", reg.margin))
+        reg.mean_, reg.scale_, reg.coef_ = mean, scale, coef
+        reg.selection_, reg.info = meta["selection"], meta["info"]
+        reg.pair_weight_, reg.margin = meta["pair_weight"], meta["margin"]
         return reg
+
+
+_MISSING = object()
+
+
+def _meta_number(
+    meta: dict,
+    key: str,
+    path: Path,
+    *,
+    default: object = _MISSING,
+    nullable: bool = False,
+    low: float = -np.inf,
+) -> float | None:
+    """``meta[key]`` as a finite float >= ``low`` (or None when ``nullable``)."""
+    value = meta.get(key, default)
+    if value is _MISSING:
+        raise RegressorError(f"{path}: {key} is missing")
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) or value < low:
+        wanted = "a finite number" + (f" >= {low:g}" if np.isfinite(low) else "") + (" or null" * nullable)
+        raise RegressorError(f"{path}: {key} must be {wanted}, got {value!r}")
+    return float(value)
+
+
+def _read_meta(path: Path) -> dict:
+    """The checked fields of a ``regressor.json``."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RegressorError(f"{path}: cannot read the regressor description ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != "reiqa-regressor-1":
+        raise RegressorError(f"{path}: not a reiqa regressor (format 'reiqa-regressor-1' expected)")
+    if meta.get("method") not in ("ridge", "elasticnet"):
+        raise RegressorError(f"{path}: method must be 'ridge' or 'elasticnet', got {meta.get('method')!r}")
+    checked = {
+        "method": meta["method"],
+        "alpha": _meta_number(meta, "alpha", path, nullable=True, low=0.0),
+        "l1_ratio": _meta_number(meta, "l1_ratio", path, default=None, nullable=True, low=0.0),
+        "intercept": _meta_number(meta, "intercept", path),
+        "pair_weight": _meta_number(meta, "pair_weight", path, default=0.0, low=0.0),
+        "margin": _meta_number(meta, "margin", path, default=0.05, low=0.0),
+    }
+    for key in ("selection", "info"):
+        value = meta.get(key, {})
+        if not isinstance(value, dict):
+            raise RegressorError(f"{path}: {key} must be an object, got {type(value).__name__}")
+        checked[key] = value
+    return checked
+
+
+def _read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, scale, coef) of a ``regressor.safetensors``: 1-D, one length, finite, scale > 0."""
+    from safetensors.numpy import load_file
+
+    try:
+        arrays = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for torn files
+        raise RegressorError(f"{path}: unreadable safetensors file ({exc})") from exc
+    out = []
+    for key in ("mean", "scale", "coef"):
+        if key not in arrays:
+            raise RegressorError(f"{path}: the tensor {key!r} is missing (has {sorted(arrays)})")
+        value = arrays[key]
+        if value.ndim != 1 or not len(value) or not np.issubdtype(value.dtype, np.floating):
+            raise RegressorError(
+                f"{path}: {key} must be a non-empty 1-D float array, got {value.dtype} {value.shape}"
+            )
+        if not np.isfinite(value).all():
+            raise RegressorError(f"{path}: {key} contains NaN or infinity")
+        out.append(value.astype(np.float64))
+    mean, scale, coef = out
+    if not len(mean) == len(scale) == len(coef):
+        raise RegressorError(
+            f"{path}: mean, scale and coef must have one length, got {len(mean)}, {len(scale)}, {len(coef)}"
+        )
+    if (scale <= 0).any():
+        raise RegressorError(f"{path}: scale must be > 0 (it divides the features)")
+    return mean, scale, coef
 
 
 def fit_databases(
