@@ -37,11 +37,12 @@ fi
 # The model downscales images larger than 1024 px (longer side); no CLIVE image is that large.
 MAX_SIDE=1024
 "$REIQA" features "$DATA/clive/images" --quality "$QUALITY" --content "$WORK/content/encoder.json" \
-    --max-side "$MAX_SIDE" --out "$WORK/clive-features.safetensors" --cache "$WORK/cache" --device cpu
+    --max-side "$MAX_SIDE" --out "$WORK/clive-features.safetensors" --cache "$WORK/cache" --device cpu \
+    --overwrite
 "$REIQA" fit --features "$WORK/clive-features.safetensors" --scores "$DATA/clive/mos.csv" \
-    --images "$DATA/clive/images" --out "$WORK/regressor"
+    --images "$DATA/clive/images" --out "$WORK/regressor" --overwrite
 "$REIQA" bundle --quality "$QUALITY" --content "$WORK/content/encoder.json" \
-    --regressor "$WORK/regressor" --max-side "$MAX_SIDE" --out "$OUT" \
+    --regressor "$WORK/regressor" --max-side "$MAX_SIDE" --out "$OUT" --overwrite \
     --name "reiqa-default (ResNet-18 quality + EfficientNet-Lite0 content; CLIVE + BIQ2021 ridge with ranking pairs)"
 
 # 6. the shipped regressor: CLIVE + BIQ2021 Train with ranking pairs, on the bundle's own features.

@@ -18,6 +18,7 @@ ALLOWED: dict[str, set[str]] = {
     "resize": set(),
     "plots": set(),
     "runtime": {"errors"},
+    "outputs": {"errors"},
     "io": {"errors"},
     "inputs": {"errors", "io"},
     "distortions": {"errors"},
@@ -31,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "evaluate": {"errors", "datasets", "features", "inputs", "plots", "regress"},
     "bundle": {"errors", "features", "io", "models", "regress", "resize"},
     "ranking": {"errors", "distortions", "features", "io"},
-    "jobs": {"errors", "bundle", "features", "inputs", "io", "runtime"},
+    "jobs": {"errors", "bundle", "features", "inputs", "io", "outputs", "runtime"},
 }
 TOP = {"cli", "__main__", "reiqa"}  # the command line and the package face may import anything
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from pathlib import Path
 
@@ -114,9 +115,9 @@ def test_a_folder_of_awkward_files_is_scored_and_the_bad_ones_reported(
     }
     for name, cause in causes.items():
         assert rows[name]["score"] == "" and cause in rows[name]["error"] and name in rows[name]["error"]
-    # a second run scores nothing new
+    # a second run scores nothing new, retries the bad files (still bad: exit 3), one row each
     again = runner.invoke(app, ["score", str(awkward_folder), "--model", str(model_dir), "-o", str(out)])
-    assert "0 scored, 0 failed, 14 already" in again.output
+    assert again.exit_code == 3 and "0 scored, 4 failed, 10 already" in again.output
     assert len(_rows(out)) == 14
 
 
@@ -359,3 +360,178 @@ def test_the_public_api_is_reiqa_load_and_reiqa_reiqa(model_dir) -> None:
     # importing reiqa alone stays light: no torch until a model is asked for
     probe = "import sys, reiqa; assert 'torch' not in sys.modules; reiqa.ReIQA; assert 'torch' in sys.modules"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+
+
+# -- a broken copy of the shipped model: one file or field at a time ------------------------------
+
+
+@pytest.fixture(scope="module")
+def default_dir():
+    from importlib import resources
+
+    with resources.as_file(resources.files("reiqa") / "weights" / "default") as folder:
+        yield Path(folder)
+
+
+def _json_edit(change):
+    def edit(path: Path) -> None:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        change(data)
+        path.write_text(json.dumps(data), encoding="utf-8")  # NaN is written as NaN, as json does
+
+    return edit
+
+
+def _card(section: str, key: str, value: object):
+    return _json_edit(lambda d: d[section].__setitem__(key, value))
+
+
+def _drop(section: str | None, key: str):
+    return _json_edit(lambda d: (d[section] if section else d).pop(key))
+
+
+def _tensors(change):
+    """Rewrite a safetensors file with ``change`` applied to its (float32 or float16) tensors."""
+
+    def edit(path: Path) -> None:
+        from safetensors.numpy import load_file, save_file
+
+        arrays = load_file(str(path))
+        change(arrays)
+        save_file(arrays, str(path))
+
+    return edit
+
+
+def _set_first(key: str, value: float):
+    def change(arrays: dict) -> None:
+        arrays[key] = arrays[key].copy()
+        arrays[key].flat[0] = value
+
+    return change
+
+
+def _bytes(cut):
+    return lambda path: path.write_bytes(cut(path.read_bytes()))
+
+
+def _shorter(arrays: dict) -> None:
+    for key in ("mean", "scale", "coef"):
+        arrays[key] = arrays[key][:-1].copy()
+
+
+BROKEN = [
+    # model.json
+    pytest.param("model.json", _card("features", "max_side", -5), "features.max_side", id="max_side<1"),
+    pytest.param("model.json", _card("features", "max_side", "1024"), "features.max_side", id="max_side-str"),
+    pytest.param("model.json", _card("features", "min_side", 0), "features.min_side", id="min_side=0"),
+    pytest.param(
+        "model.json", _card("score", "range", [90, 10]), r"score.range .*low < high", id="range-reversed"
+    ),
+    pytest.param("model.json", _card("score", "range", [0, math.nan]), "score.range", id="range-nan"),
+    pytest.param("model.json", _card("score", "range", [1]), "score.range", id="range-one"),
+    pytest.param("model.json", _card("score", "higher_is_better", 1), "score.higher_is_better", id="hib-int"),
+    pytest.param("model.json", _card("quality", "arch", ["resnet18"]), "quality.arch", id="arch-list"),
+    pytest.param("model.json", _drop("quality", "arch"), "quality.arch is missing", id="arch-missing"),
+    pytest.param(
+        "model.json", _card("content", "input_norm", "bgr"), "content.input_norm", id="norm-unknown"
+    ),
+    pytest.param("model.json", _drop(None, "format"), "format is missing", id="format-missing"),
+    pytest.param(
+        "model.json", _bytes(lambda b: b[: len(b) // 2]), "cannot read the model card", id="card-torn"
+    ),
+    pytest.param("model.json", _bytes(lambda b: b""), "cannot read the model card", id="card-empty"),
+    # regressor.json
+    pytest.param("regressor.json", _drop(None, "intercept"), "intercept is missing", id="intercept-missing"),
+    pytest.param(
+        "regressor.json", _json_edit(lambda d: d.update(intercept=math.nan)), "intercept", id="intercept-nan"
+    ),
+    pytest.param(
+        "regressor.json", _json_edit(lambda d: d.update(intercept="55")), "intercept", id="intercept-str"
+    ),
+    pytest.param("regressor.json", _json_edit(lambda d: d.update(method="lasso")), "method", id="method"),
+    pytest.param("regressor.json", _json_edit(lambda d: d.update(alpha=-1)), "alpha", id="alpha<0"),
+    pytest.param("regressor.json", _json_edit(lambda d: d.update(info=[])), "info", id="info-list"),
+    pytest.param("regressor.json", _bytes(lambda b: b"[]"), "not a reiqa regressor", id="reg-list"),
+    pytest.param("regressor.json", _bytes(lambda b: b[:100]), "cannot read", id="reg-json-torn"),
+    pytest.param("regressor.json", Path.unlink, "missing", id="reg-json-missing"),
+    # regressor.safetensors
+    pytest.param("regressor.safetensors", _tensors(_set_first("coef", math.nan)), "coef", id="coef-nan"),
+    pytest.param("regressor.safetensors", _tensors(_set_first("mean", math.inf)), "mean", id="mean-inf"),
+    pytest.param(
+        "regressor.safetensors", _tensors(_set_first("scale", 0.0)), "scale must be > 0", id="scale=0"
+    ),
+    pytest.param(
+        "regressor.safetensors", _tensors(lambda a: a.pop("mean")), "'mean' is missing", id="no-mean"
+    ),
+    pytest.param("regressor.safetensors", _tensors(_shorter), "fitted on 3583 features", id="width"),
+    pytest.param("regressor.safetensors", _bytes(lambda b: b[: len(b) // 2]), "unreadable", id="reg-torn"),
+    pytest.param("regressor.safetensors", _bytes(lambda b: b""), "unreadable", id="reg-empty"),
+    pytest.param("regressor.safetensors", Path.unlink, "missing", id="reg-missing"),
+    # the encoders
+    pytest.param("quality.safetensors", _bytes(lambda b: b[: len(b) // 2]), "unreadable", id="quality-torn"),
+    pytest.param("quality.safetensors", _bytes(lambda b: b""), "unreadable", id="quality-empty"),
+    pytest.param("quality.safetensors", Path.unlink, "missing encoder weights", id="quality-missing"),
+    pytest.param(
+        "quality.safetensors",
+        _tensors(_set_first("conv1.weight", math.nan)),
+        "'conv1.weight' contains NaN",
+        id="quality-nan",
+    ),
+    pytest.param(
+        "quality.safetensors",
+        _tensors(lambda a: a.update({"fc.weight": np.zeros(1, np.float16)})),
+        "1 unexpected",
+        id="extra-tensor",
+    ),
+    pytest.param(
+        "quality.safetensors",
+        _tensors(lambda a: a.update({"conv1.weight": np.zeros((8, 3, 7, 7), np.float16)})),
+        "'conv1.weight': file \\(8, 3, 7, 7\\)",
+        id="quality-shape",
+    ),
+    pytest.param(
+        "quality.safetensors",
+        _tensors(lambda a: a.update({"bn1.weight": np.ones(64, np.int64)})),
+        "'bn1.weight' is torch.int64",
+        id="quality-int",
+    ),
+    pytest.param(
+        "content.safetensors", _tensors(lambda a: a.pop("stem.conv.weight")), "1 missing", id="content-key"
+    ),
+    pytest.param(
+        "content.safetensors",
+        _tensors(_set_first("stem.conv.weight", -math.inf)),
+        "NaN or infinity",
+        id="content-inf",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "corrupt", "field"), BROKEN)
+def test_a_broken_bundle_is_a_model_error_naming_the_file_and_field(
+    default_dir, tmp_path, name, corrupt, field
+) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for source in default_dir.iterdir():
+        # the big weights are linked unless this case rewrites them (the shipped files stay intact)
+        if source.suffix == ".safetensors" and source.name != name and source.stat().st_size > 2**20:
+            (folder / source.name).symlink_to(source)
+        else:
+            (folder / source.name).write_bytes(source.read_bytes())
+    corrupt(folder / name)
+    with pytest.raises(ModelError, match=field) as caught:
+        reiqa.load(folder)
+    assert str(caught.value).startswith(f"{folder / name}: ")
+
+
+def test_a_regressor_with_nan_coefficients_is_not_saved(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    regressor = QualityRegressor(alphas=(1.0,)).fit(rng.normal(size=(12, 4)), rng.uniform(0, 100, 12))
+    regressor.intercept_ = math.nan
+    from reiqa.errors import RegressorError
+
+    with pytest.raises(RegressorError, match="NaN or infinity"):
+        regressor.save(tmp_path / "reg")
+    assert not (tmp_path / "reg" / "regressor.json").exists()

@@ -3,6 +3,7 @@ formats the result; a ``ReiqaError`` becomes ``error: <message>`` and exit statu
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -118,6 +119,7 @@ def features(
     model: Annotated[Path | None, typer.Option(help="Take the encoders of a model folder instead.")] = None,
     amp: Annotated[str, typer.Option(help="none, bf16 or fp16 (autocast).")] = "none",
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:
     """Extract Re-IQA features (quality and/or content encoder, full and half scale)."""
     from reiqa.features import FeatureOptions
@@ -135,6 +137,7 @@ def features(
         model=model,
         device=device,
         options=FeatureOptions(max_side=max_side, min_side=min_side, compat=compat),
+        overwrite=overwrite,
         cache=cache,
         batch_size=batch_size,
         workers=workers,
@@ -165,9 +168,13 @@ def fit(
     score_column: Annotated[str | None, typer.Option(help="Default: guessed (mos, score, ...).")] = None,
     images: Annotated[Path | None, typer.Option(help="Folder the CSV's image names are relative to.")] = None,
     lower_is_better: Annotated[bool, typer.Option(help="Scores are DMOS-like.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:
     """Fit the regressor on your own opinion scores (strength by 5-fold cross-validation)."""
     from reiqa.evaluate import fit_regressor
+    from reiqa.outputs import refuse_to_replace
+
+    refuse_to_replace(out, overwrite=overwrite, files=("regressor.json", "regressor.safetensors"))
 
     reg = fit_regressor(
         features_file,
@@ -190,7 +197,10 @@ def evaluate(
     features_file: Annotated[Path, typer.Option("--features", help="From `reiqa features`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")],
     dataset: Annotated[str | None, typer.Option(help="Database name (see reiqa.datasets.names()).")] = None,
-    root: Annotated[Path | None, typer.Option(help="The database folder.")] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(help="The database folder; with --scores, the folder its image names are relative to."),
+    ] = None,
     scores: Annotated[Path | None, typer.Option(help="Or: a CSV of your own scores.")] = None,
     splits: Annotated[int, typer.Option(min=1, help="Random splits (70/10/20).")] = 10,
     seed: Annotated[int, typer.Option()] = 0,
@@ -206,7 +216,7 @@ def evaluate(
         raise typer.BadParameter("give --dataset NAME --root DIR, or --scores CSV")
     if dataset is not None and root is None:
         raise typer.BadParameter("--dataset needs --root")
-    labels = datasets.load(dataset, root) if dataset else load_csv(scores)
+    labels = datasets.load(dataset, root) if dataset else load_csv(scores, root=root)
     report = evaluate_table(
         FeatureTable.load(features_file), labels, out, n_splits=splits, seed=seed, ablations=ablations
     )
@@ -217,7 +227,8 @@ def evaluate(
 def score(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders, glob patterns or a CSV list.")],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="scores.csv, .json or .jsonl.")
+        Path | None,
+        typer.Option("--output", "-o", help="scores.csv, .json or .jsonl (resumed if it exists)."),
     ] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Search folders recursively.")] = False,
     model: Annotated[str, typer.Option(help="'default' or a model folder.")] = "default",
@@ -231,8 +242,10 @@ def score(
         ),
     ] = None,
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    overwrite: Annotated[bool, typer.Option(help="Start --output over instead of resuming it.")] = False,
 ) -> None:
-    """Score images with a Re-IQA model; bad files are reported and skipped (exit status 3)."""
+    """Score images with a Re-IQA model; bad files and inputs are reported and skipped (exit
+    status 3 when any file or input failed)."""
     from reiqa.jobs import score_inputs
     from reiqa.runtime import tune_allocator
 
@@ -247,11 +260,18 @@ def score(
         workers=workers,
         max_side=max_side,
         max_pixels=max_pixels,
-        on_empty=lambda item: typer.echo(f"skipped: {item}: no image files found there", err=True),
+        overwrite=overwrite,
+        on_empty=lambda item: _echo(f"skipped: {item}: no image files found there", err=True),
+        on_bad=lambda message: _echo(f"skipped: {message}", err=True),
     )
     _print_scores(run, output)
-    if run.summary.failed or run.empty_inputs:
+    if run.summary.failed or run.empty_inputs or run.bad_inputs:
         raise typer.Exit(3)
+
+
+def _echo(text: str, *, err: bool = False) -> None:
+    """typer.echo for text that may hold file names that are not UTF-8 (shown as \\xNN)."""
+    typer.echo(text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"), err=err)
 
 
 def _print_scores(run: ScoringRun, output: Path | None) -> None:
@@ -259,16 +279,23 @@ def _print_scores(run: ScoringRun, output: Path | None) -> None:
     records = run.summary.records
     for r in records:
         if r.error:
-            typer.echo(f"skipped: {r.error}", err=True)
+            _echo(f"skipped: {r.error}", err=True)
     s = run.summary
     if output is not None:
-        typer.echo(f"{s.scored} scored, {s.failed} failed, {s.skipped} already in {output}", err=True)
+        fixed = s.repair
+        if fixed:
+            _echo(
+                f"resumed {output}: dropped {fixed.torn} torn or unreadable row(s), "
+                f"{fixed.repeated} repeated row(s); retried {fixed.retried} failed file(s)",
+                err=True,
+            )
+        _echo(f"{s.scored} scored, {s.failed} failed, {s.skipped} already in {output}", err=True)
         return
     width = max((len(r.path) for r in records), default=4)
     for r in records:
-        typer.echo(f"{r.path:<{width}}  {'-' if r.score is None else f'{r.score:.3f}'}")
+        _echo(f"{r.path:<{width}}  {'-' if r.score is None else f'{r.score:.3f}'}")
     direction = "higher is better" if run.higher_is_better else "lower is better"
-    typer.echo(f"{s.scored} scored, {s.failed} failed ({run.model_name}; {direction})", err=True)
+    _echo(f"{s.scored} scored, {s.failed} failed ({run.model_name}; {direction})", err=True)
 
 
 @app.command("bundle")
@@ -286,11 +313,17 @@ def make_bundle(
         int | None, typer.Option(help="As given to `reiqa features` for the regressor's features.")
     ] = None,
     compat: Annotated[bool, typer.Option(help="As given to `reiqa features`.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:
     """Put encoders (ours or the official release) and a fitted regressor into one model folder
     that `reiqa score --model` and `reiqa.load(path)` read."""
     from reiqa.bundle import make_bundle as write_bundle
     from reiqa.features import FeatureOptions
+    from reiqa.outputs import refuse_to_replace
+
+    refuse_to_replace(
+        out, overwrite=overwrite, files=("model.json", "regressor.json", "regressor.safetensors")
+    )
 
     options = FeatureOptions(max_side=max_side, min_side=min_side, compat=compat)
     write_bundle(quality, content, regressor, out, name=name, half=half, options=options)
@@ -355,9 +388,23 @@ def _root(
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point. Errors a user can cause (``ReiqaError``, and ``OSError``: a missing
+    file, a folder that cannot be written, a full disk) become one line ``error: ...`` and exit
+    status 1; set ``REIQA_DEBUG=1`` to see the traceback instead."""
     try:
         app()
-    except ReiqaError as exc:
-        typer.echo(f"error: {exc}", err=True)
+    except (ReiqaError, OSError) as exc:
+        if os.environ.get("REIQA_DEBUG"):
+            raise
+        _echo(f"error: {_describe(exc)}", err=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        _echo("interrupted", err=True)
+        sys.exit(130)
+
+
+def _describe(exc: BaseException) -> str:
+    """The message of an error, with the file an OSError is about when it has one."""
+    if isinstance(exc, OSError) and not isinstance(exc, ReiqaError) and exc.filename is not None:
+        return f"{os.fsdecode(exc.filename)}: {exc.strerror or exc}"
+    return str(exc) or type(exc).__name__

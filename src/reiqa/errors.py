@@ -14,8 +14,8 @@ class ImageLoadError(ReiqaError, ValueError):
     Attributes:
         path: the file that failed.
         reason: a short machine-friendly cause, one of ``missing``, ``not-a-file``, ``empty``,
-            ``truncated``, ``not-an-image``, ``too-many-pixels``, ``unsupported-mode``,
-            ``unreadable``.
+            ``truncated``, ``not-an-image``, ``unsupported-format``, ``too-many-pixels``,
+            ``unsupported-mode``, ``unreadable``.
     """
 
     def __init__(self, path: object, reason: str, message: str) -> None:
@@ -65,3 +65,8 @@ class RegressorError(ReiqaError, ValueError):
 
 class EvaluationError(ReiqaError, ValueError):
     """The protocol cannot run on these inputs."""
+
+
+class OutputError(ReiqaError, ValueError):
+    """An output file cannot be written: a bad name, a folder that cannot be written, another run
+    writing it, or an existing file that reiqa did not write, or wrote with another model."""

@@ -77,6 +77,7 @@ def test_missing_file_and_missing_images(tmp_path: Path) -> None:
     path = write(tmp_path, ["image,mos", "a.png,1", "zz.png,2", "yy.png,3"])
     with pytest.raises(
         DatasetError,
-        match=r"2 of 3 images listed in .*scores\.csv are missing \(zz\.png, yy\.png\); pass root=",
+        match=r"2 of 3 images listed in .*scores\.csv are missing \(zz\.png, yy\.png\); "
+        r"give the folder .*--root",
     ):
         load_csv(path)

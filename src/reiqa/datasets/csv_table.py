@@ -86,7 +86,10 @@ def load_csv(
             missing,
             total=len(names),
             label_file=path,
-            fix="pass root= the folder the image names are relative to, or fix the names",
+            fix=(
+                "give the folder the image names are relative to (--root for reiqa evaluate, --images "
+                "for reiqa fit, root= in Python), or fix the names"
+            ),
         )
     return LabelTable(
         dataset=path.stem,

@@ -1,0 +1,252 @@
+"""``reiqa score`` as an unlucky or hostile user runs it: resumed outputs of other models, two
+writers, failed files retried, paths named two ways, bad arguments beside good ones, and errors
+that are one line, not a traceback. Runs the console entry point (``reiqa.cli.main``)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from reiqa.bundle import ScoreSpec, assemble
+from reiqa.cli import main
+from reiqa.models.backbones import build_backbone
+from reiqa.outputs import ScoreOutput
+from reiqa.regress import QualityRegressor
+from tests.conftest import textured_images
+
+
+def _model(folder: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    regressor = QualityRegressor(alphas=(1.0,)).fit(rng.normal(size=(12, 1024)), rng.uniform(0, 100, 12))
+    model = assemble(
+        build_backbone("resnet18"),
+        None,
+        regressor,
+        quality_arch="resnet18",
+        content_arch=None,
+        name=f"test model {seed}",
+        score=ScoreSpec(range=(0, 100)),
+    )
+    return model.save(folder)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return _model(root / "a", 0), _model(root / "b", 1)
+
+
+def _photo(path: Path, seed: int = 0, size: tuple[int, int] = (48, 64)) -> Path:
+    pixels = textured_images(1, *size, seed=seed)[0].permute(1, 2, 0).mul(255).round().byte().numpy()
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture
+def photos(tmp_path) -> list[Path]:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    return [_photo(folder / f"{i}.png", seed=i) for i in range(3)]
+
+
+def _run(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
+    """reiqa's console entry point with ``args``: (exit status, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["reiqa", *map(os.fspath, args)])
+    monkeypatch.delenv("REIQA_DEBUG", raising=False)
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
+        return list(csv.DictReader(f))
+
+
+def _score(args, models, capsys, monkeypatch, model: int = 0) -> tuple[int, str, str]:
+    return _run(["score", *args, "--model", models[model], "--device", "cpu"], capsys, monkeypatch)
+
+
+def test_resuming_with_other_options_or_another_model_is_refused(
+    models, photos, tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "scores.csv"
+    assert _score([*photos[:2], "-o", out], models, capsys, monkeypatch)[0] == 0
+    before = out.read_bytes()
+    code, _, err = _score([*photos, "-o", out, "--max-side", "32"], models, capsys, monkeypatch)
+    assert code == 1 and err.startswith("error: ") and "max_side=32" in err and "--overwrite" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    code, _, err = _score([*photos, "-o", out], models, capsys, monkeypatch, model=1)
+    assert code == 1 and "test model 0" in err and "test model 1" in err
+    assert out.read_bytes() == before
+    code, _, err = _score(
+        [*photos, "-o", out, "--max-side", "32", "--overwrite"], models, capsys, monkeypatch
+    )
+    assert code == 0 and "3 scored, 0 failed, 0 already" in err and len(_rows(out)) == 3
+
+
+def test_a_second_writer_gets_a_one_line_error(models, photos, tmp_path, capsys, monkeypatch) -> None:
+    out = tmp_path / "scores.csv"
+    assert _score([*photos[:1], "-o", out], models, capsys, monkeypatch)[0] == 0
+    from reiqa.bundle import load
+    from reiqa.jobs import scoring_provenance
+
+    with ScoreOutput(out, scoring_provenance(load(models[0]))):  # another run in flight
+        code, _, err = _score([*photos, "-o", out], models, capsys, monkeypatch)
+    assert code == 1 and "another reiqa run is writing this output" in err
+    assert _score([*photos, "-o", out], models, capsys, monkeypatch)[0] == 0
+    assert sorted(r["path"] for r in _rows(out)) == sorted(map(str, photos))  # one header, rows once
+
+
+def test_failed_files_are_retried_and_the_exit_status_follows_the_final_output(
+    models, photos, tmp_path, capsys, monkeypatch
+) -> None:
+    out = tmp_path / "scores.jsonl"
+    broken = photos[0].with_name("late.png")
+    broken.write_bytes(photos[0].read_bytes()[:40])
+    code, _, err = _score([*photos, broken, "-o", out], models, capsys, monkeypatch)
+    assert code == 3 and "late.png" in err
+    _photo(broken, seed=9)  # the user fixes the file
+    code, _, err = _score([*photos, broken, "-o", out], models, capsys, monkeypatch)
+    assert code == 0 and "retried 1 failed file" in err and "1 scored, 0 failed, 3 already" in err
+    import json
+
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4 and all(r["error"] is None for r in rows)
+
+
+def test_the_same_files_named_another_way_are_not_scored_again(models, photos, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "scores.csv"
+    monkeypatch.chdir(photos[0].parent)
+    assert _score([photos[0].name, photos[1].name, "-o", out], models, capsys, monkeypatch)[0] == 0
+    code, _, err = _score([*photos[:2], "-o", out], models, capsys, monkeypatch)
+    assert code == 0 and "0 scored, 0 failed, 2 already" in err and len(_rows(out)) == 2
+
+
+def test_bad_arguments_are_reported_and_the_rest_scored(
+    models, photos, tmp_path, capsys, monkeypatch
+) -> None:
+    missing = tmp_path / "nowhere.jpg"
+    code, out, err = _score(
+        [photos[0], missing, str(tmp_path / "*.webp"), photos[1]], models, capsys, monkeypatch
+    )
+    assert code == 3 and "Traceback" not in err
+    assert f"skipped: {missing}: no such file or directory" in err
+    assert "*.webp: no image files match this pattern" in err
+    assert "2 scored, 0 failed" in err and photos[1].name in out
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [("scores.txt", "must end in .csv, .jsonl or .json"), ("folder.csv", "is a folder")],
+)
+def test_a_bad_output_is_one_line(models, photos, tmp_path, capsys, monkeypatch, output, message) -> None:
+    (tmp_path / "folder.csv").mkdir()
+    code, _, err = _score([*photos, "-o", tmp_path / output], models, capsys, monkeypatch)
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_model_and_unavailable_device_are_one_line(
+    models, photos, tmp_path, capsys, monkeypatch
+) -> None:
+    code, _, err = _run(["score", *photos, "--model", tmp_path / "no-model"], capsys, monkeypatch)
+    assert code == 1 and "no-model" in err and len(err.strip().splitlines()) == 1
+    if not torch.cuda.is_available():
+        code, _, err = _run(["score", *photos, "--model", models[0], "--device", "cuda"], capsys, monkeypatch)
+        assert code == 1 and "CUDA" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names are bytes on Linux only")
+def test_a_file_name_that_is_not_utf8_is_scored_into_csv(models, tmp_path, capsys, monkeypatch) -> None:
+    folder = tmp_path / "names"
+    folder.mkdir()
+    odd = _photo(Path(os.fsdecode(os.fsencode(folder) + b"/caf\xe9.png")))
+    _photo(folder / "plain.png", seed=1)
+    out = tmp_path / "scores.csv"
+    code, _, err = _score([folder, "-o", out], models, capsys, monkeypatch)
+    assert code == 0 and "Traceback" not in err
+    assert {r["path"] for r in _rows(out)} == {str(odd), str(folder / "plain.png")}
+    code, stdout, err = _score([folder], models, capsys, monkeypatch)  # printed, not crashed
+    assert code == 0 and "caf\\xe9.png" in stdout
+    code, _, err = _score([folder, "-o", out], models, capsys, monkeypatch)
+    assert code == 0 and "0 scored, 0 failed, 2 already" in err
+
+
+def test_writers_never_replace_a_file_they_did_not_write(
+    models, photos, tmp_path, capsys, monkeypatch
+) -> None:
+    precious = tmp_path / "precious.csv"
+    precious.write_text("mine\n")
+    encoder = models[0]  # a model folder gives the encoders
+    code, _, err = _run(["features", *photos, "--model", encoder, "--out", precious], capsys, monkeypatch)
+    assert code == 1 and "ending in .safetensors" in err and precious.read_text() == "mine\n"
+    feats = tmp_path / "feats.safetensors"
+    feats.write_bytes(b"not yours")
+    code, _, err = _run(["features", *photos, "--model", encoder, "--out", feats], capsys, monkeypatch)
+    assert code == 1 and "exists; pass --overwrite" in err and feats.read_bytes() == b"not yours"
+    args = ["features", *photos, "--model", encoder, "--out", feats, "--device", "cpu", "--overwrite"]
+    assert _run(args, capsys, monkeypatch)[0] == 0 and feats.read_bytes() != b"not yours"
+
+    scores = tmp_path / "mos.csv"
+    scores.write_text("image,mos\n" + "".join(f"{p.name},{i * 10 + 5}\n" for i, p in enumerate(photos)))
+    regressor = models[0]  # already holds regressor.json
+    fit = ["fit", "--features", feats, "--scores", scores, "--images", photos[0].parent, "--out", regressor]
+    before = (regressor / "regressor.json").read_bytes()
+    code, _, err = _run(fit, capsys, monkeypatch)
+    assert code == 1 and "already holds regressor.json" in err and "--overwrite" in err
+    assert (regressor / "regressor.json").read_bytes() == before
+    bundle = ["bundle", "--regressor", models[1], "--out", models[0], "--quality", tmp_path / "q.json"]
+    code, _, err = _run(bundle, capsys, monkeypatch)
+    assert code == 1 and "already holds model.json" in err
+
+
+def test_evaluate_scores_take_root_for_relative_names(models, photos, tmp_path, capsys, monkeypatch) -> None:
+    labels = tmp_path / "labels" / "mos.csv"  # names relative to the photo folder, not the CSV's
+    labels.parent.mkdir()
+    labels.write_text("image,mos\n" + "".join(f"{p.name},{i}\n" for i, p in enumerate(photos)))
+    code, _, err = _run(
+        [
+            "evaluate",
+            "--features",
+            tmp_path / "none.safetensors",
+            "--scores",
+            labels,
+            "--out",
+            tmp_path / "r",
+        ],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 1 and "--root" in err and "root=" not in err.replace("root= in Python", "")
+    from reiqa.datasets.csv_table import load_csv
+
+    table = load_csv(labels, root=photos[0].parent)
+    assert [p.name for p in table.paths] == [p.name for p in photos]
+    code, _, err = _run(
+        [
+            "evaluate",
+            "--features",
+            tmp_path / "none.safetensors",
+            "--scores",
+            labels,
+            "--root",
+            photos[0].parent,
+            "--out",
+            tmp_path / "r",
+        ],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 1 and "none.safetensors" in err and "images listed" not in err  # the labels were read
