@@ -120,7 +120,7 @@ def test_failed_files_are_retried_and_the_exit_status_follows_the_final_output(
     assert code == 3 and "late.png" in err
     _photo(broken, seed=9)  # the user fixes the file
     code, _, err = _score([*photos, broken, "-o", out], models, capsys, monkeypatch)
-    assert code == 0 and "retried 1 failed file" in err and "1 scored, 0 failed, 3 already" in err
+    assert code == 0 and "1 failed file(s) retried" in err and "1 scored, 0 failed, 3 already" in err
     import json
 
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -250,3 +250,18 @@ def test_evaluate_scores_take_root_for_relative_names(models, photos, tmp_path, 
         monkeypatch,
     )
     assert code == 1 and "none.safetensors" in err and "images listed" not in err  # the labels were read
+
+
+def test_a_non_finite_score_is_a_failure_not_a_score(models, photos, tmp_path, capsys, monkeypatch) -> None:
+    import numpy as np
+
+    from reiqa.bundle import load
+
+    model = load(models[0])
+    model.regressor.intercept_ = float("nan")  # what a corrupted regressor in memory would give
+    records = list(model.score_files(photos[:2]))
+    assert [r.score for r in records] == [None, None]
+    assert all(
+        "non-finite score" in r.error and str(p) in r.error for r, p in zip(records, photos[:2], strict=True)
+    )
+    assert np.isnan(model.score(photos[:2])).all()

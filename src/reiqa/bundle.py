@@ -410,7 +410,10 @@ class ReIQA:
             values = self.regressor.predict(np.stack([r.features for r in good])) if good else []
             scores = {r.index: float(v) for r, v in zip(good, values, strict=True)}
             for r in rows:
-                yield ScoreRecord(str(paths[r.index]), scores.get(r.index), r.error)
+                value, error = scores.get(r.index), r.error
+                if value is not None and not math.isfinite(value):  # never written as a score
+                    value, error = None, f"{paths[r.index]}: the model gave a non-finite score ({value})"
+                yield ScoreRecord(str(paths[r.index]), value, error)
 
     # -- storage --------------------------------------------------------------------------------
 

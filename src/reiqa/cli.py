@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -283,12 +284,17 @@ def _print_scores(run: ScoringRun, output: Path | None) -> None:
     s = run.summary
     if output is not None:
         fixed = s.repair
-        if fixed:
-            _echo(
-                f"resumed {output}: dropped {fixed.torn} torn or unreadable row(s), "
-                f"{fixed.repeated} repeated row(s); retried {fixed.retried} failed file(s)",
-                err=True,
+        parts = [
+            f"{n} {what}"
+            for n, what in (
+                (fixed.torn, "torn or unreadable row(s) dropped"),
+                (fixed.repeated, "repeated row(s) dropped"),
+                (fixed.retried, "failed file(s) retried"),
             )
+            if n
+        ]
+        if parts:
+            _echo(f"resumed {output}: {', '.join(parts)}", err=True)
         _echo(f"{s.scored} scored, {s.failed} failed, {s.skipped} already in {output}", err=True)
         return
     width = max((len(r.path) for r in records), default=4)
@@ -391,6 +397,7 @@ def main() -> None:
     """Console entry point. Errors a user can cause (``ReiqaError``, and ``OSError``: a missing
     file, a folder that cannot be written, a full disk) become one line ``error: ...`` and exit
     status 1; set ``REIQA_DEBUG=1`` to see the traceback instead."""
+    warnings.formatwarning = _format_warning
     try:
         app()
     except (ReiqaError, OSError) as exc:
@@ -401,6 +408,11 @@ def main() -> None:
     except KeyboardInterrupt:
         _echo("interrupted", err=True)
         sys.exit(130)
+
+
+def _format_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
+    """Warnings on the command line as one line each (reiqa's name the file they are about)."""
+    return f"warning: {message}\n"
 
 
 def _describe(exc: BaseException) -> str:

@@ -235,7 +235,19 @@ SUPPORTED_MODES: frozenset[str] = frozenset(_GRAY_FULL_SCALE) | _COLOR_MODES
 """Pillow modes :func:`to_tensor` converts."""
 
 # What Pillow's decoders raise on malformed files (Image.open itself catches the last four).
-_DECODE_ERRORS = (OSError, ValueError, EOFError, SyntaxError, IndexError, TypeError, struct.error)
+# AssertionError: Pillow asserts on some malformed files (a palette PNG without its PLTE chunk);
+# MemoryError: a header within the pixel limit that this machine cannot hold.
+_DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    SyntaxError,
+    IndexError,
+    TypeError,
+    struct.error,
+    AssertionError,
+    MemoryError,
+)
 
 _PILLOW_LIMIT_LOCK = threading.Lock()
 # warnings.catch_warnings swaps process-wide state, so two threads using it at once can leave
@@ -474,7 +486,8 @@ def _too_many_pixels(path: Path, detail: str, max_pixels: int | None) -> ImageLo
 
 
 def _decode_error(path: Path, exc: BaseException, max_pixels: int | None) -> ImageLoadError:
-    text = str(exc) or type(exc).__name__
+    fallback = "not enough memory to decode it" if isinstance(exc, MemoryError) else "malformed data"
+    text = str(exc) or fallback
     if isinstance(exc, Image.DecompressionBombError):  # Pillow's limit was lowered by someone else meanwhile
         return _too_many_pixels(path, f"Pillow refused it ({text})", max_pixels)
     if "truncated" in text.lower() or "broken data stream" in text.lower():

@@ -1,0 +1,597 @@
+"""A seeded corpus of mutated image files for fuzzing the loaders and ``reiqa score``.
+
+A few small valid images (textured RGB, grayscale, RGBA, 16-bit, palette, CMYK) are saved as
+JPEG, PNG, WebP, TIFF, GIF and BMP with Pillow, then each corpus file is one of them mutated with
+a seeded :class:`numpy.random.Generator`: truncations, bit flips, byte-run overwrites, header field
+edits (huge or zero sizes), chunk or segment duplication and removal, appended garbage, a suffix
+that does not match the content, or a few of these at once. The same seed gives the same bytes.
+
+File names are ASCII and show the base format and mutation, e.g. ``0007-png-bitflip.png``.
+
+Run as a script to write a corpus: ``python tests/fuzz_corpus.py OUT_DIR [--n 1000] [--seed 0]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["FORMATS", "MUTATIONS", "TARGETED", "base_images", "make_corpus", "mutate", "set_dims"]
+
+MAX_FILE_BYTES = 48 * 1024
+"""Every corpus file is smaller than this."""
+
+FORMATS: dict[str, str] = {
+    "jpeg": ".jpg",
+    "png": ".png",
+    "webp": ".webp",
+    "tiff": ".tif",
+    "gif": ".gif",
+    "bmp": ".bmp",
+}
+"""Base format -> the suffix its files get (unless the mutation swaps it)."""
+
+# Other spellings find_images also accepts, used now and then for the unswapped suffix.
+_ALT_SUFFIXES: dict[str, list[str]] = {
+    "jpeg": [".jpeg", ".JPG", ".jpe", ".jfif"],
+    "png": [".PNG"],
+    "webp": [".WEBP"],
+    "tiff": [".tiff", ".TIF"],
+    "gif": [".GIF"],
+    "bmp": [".dib", ".BMP"],
+}
+
+# Declared sizes for header edits: above reiqa's default max_pixels (1 << 28), zero, extreme
+# aspect ratios, and a few larger than the data but still allowed.
+_HUGE_SIZES: list[tuple[int, int]] = [
+    (60000, 60000),
+    (65535, 65535),
+    (16385, 16384),
+    (0, 0),
+    (0, 48),
+    (48, 0),
+    (1, 65535),
+    (65535, 1),
+    (640, 480),
+    (1, 1),
+]
+
+
+@dataclass(frozen=True)
+class Base:
+    """One valid encoded image the mutations start from."""
+
+    fmt: str  # a key of FORMATS
+    name: str  # short description, e.g. "rgb48"
+    data: bytes
+
+
+def _texture(rng: np.random.Generator, h: int, w: int, channels: int) -> np.ndarray:
+    """(h, w, channels) uint8: a smooth colour field, hard edges and fine noise."""
+    coarse = rng.random((-(-h // 8), -(-w // 8), channels))
+    smooth = np.kron(coarse, np.ones((8, 8, 1)))[:h, :w]
+    ys, xs = np.mgrid[0:h, 0:w] / max(h, w)
+    edges = (((xs + 0.5 * ys)[..., None] + rng.random(channels)) % 0.5 > 0.25).astype(np.float64)
+    noise = rng.random((h, w, channels))
+    return np.clip(255 * (0.55 * smooth + 0.3 * edges + 0.15 * noise), 0, 255).astype(np.uint8)
+
+
+def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **options)
+    return buf.getvalue()
+
+
+def base_images() -> list[Base]:
+    """The valid encoded images every corpus is built from (the same for every seed)."""
+    rng = np.random.default_rng(12345)
+    rgb48 = Image.fromarray(_texture(rng, 48, 48, 3))
+    rgb64 = Image.fromarray(_texture(rng, 40, 64, 3))
+    gray = Image.fromarray(_texture(rng, 36, 44, 1)[..., 0])
+    rgba = Image.fromarray(_texture(rng, 32, 32, 4))
+    gray16 = Image.fromarray(_texture(rng, 24, 30, 1)[..., 0].astype(np.uint16) * 257)
+    palette = rgb48.quantize(16)
+    palette.info["transparency"] = 3
+    frame2 = rgb48.transpose(Image.Transpose.FLIP_LEFT_RIGHT).quantize(16)
+
+    bases = [
+        Base("jpeg", "rgb48", _encode(rgb48, "JPEG", quality=90)),
+        Base("jpeg", "rgb64prog", _encode(rgb64, "JPEG", quality=80, progressive=True)),
+        Base("jpeg", "gray", _encode(gray, "JPEG", quality=85)),
+        Base("jpeg", "cmyk", _encode(rgb48.convert("CMYK"), "JPEG", quality=75)),
+        Base("jpeg", "exif", _encode(rgb64, "JPEG", quality=70, exif=_exif_orientation(6))),
+        Base("png", "rgb48", _encode(rgb48, "PNG")),
+        Base("png", "rgba", _encode(rgba, "PNG")),
+        Base("png", "gray", _encode(gray, "PNG")),
+        Base("png", "gray16", _encode(gray16, "PNG")),
+        Base("png", "palette", _encode(palette, "PNG")),
+        Base("webp", "rgb48", _encode(rgb48, "WEBP", quality=80)),
+        Base("webp", "rgba", _encode(rgba, "WEBP", lossless=True)),
+        Base("webp", "gray", _encode(gray, "WEBP", quality=60)),
+        Base("tiff", "rgb48", _encode(rgb48, "TIFF")),
+        Base("tiff", "rgb64lzw", _encode(rgb64, "TIFF", compression="tiff_lzw")),
+        Base("tiff", "rgba", _encode(rgba, "TIFF", compression="tiff_adobe_deflate")),
+        Base("tiff", "gray", _encode(gray, "TIFF", compression="packbits")),
+        Base("tiff", "jpeg", _encode(rgb48, "TIFF", compression="jpeg")),
+        Base("tiff", "pages", _encode(rgb48, "TIFF", save_all=True, append_images=[rgb64])),
+        Base("gif", "rgb48", _encode(rgb48, "GIF")),
+        Base("gif", "gray", _encode(gray, "GIF")),
+        Base("gif", "palette", _encode(palette, "GIF")),
+        Base("gif", "anim", _encode(palette, "GIF", save_all=True, append_images=[frame2], duration=50)),
+        Base("bmp", "rgb48", _encode(rgb48, "BMP")),
+        Base("bmp", "palette", _encode(palette.convert("P"), "BMP")),
+        Base("bmp", "gray", _encode(gray, "BMP")),
+    ]
+    return bases
+
+
+def _exif_orientation(value: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif.tobytes()
+
+
+# ----------------------------------------------------------------------------- generic mutations
+
+
+def _offset(rng: np.random.Generator, n: int) -> int:
+    return int(rng.integers(0, max(n, 1)))
+
+
+def truncate(data: bytes, rng: np.random.Generator, fmt: str) -> tuple[str, bytes]:
+    """Cut the file at a random offset: 0 bytes, inside the header, or anywhere."""
+    where = rng.choice(["zero", "header", "any", "nearend"], p=[0.05, 0.35, 0.4, 0.2])
+    if where == "zero":
+        return "trunc0", b""
+    if where == "header":
+        return "trunchdr", data[: int(rng.integers(1, min(64, len(data))))]
+    if where == "nearend":
+        return "truncend", data[: max(1, len(data) - int(rng.integers(1, 64)))]
+    return "trunc", data[: int(rng.integers(1, len(data)))]
+
+
+def bitflip(data: bytes, rng: np.random.Generator, fmt: str) -> tuple[str, bytes]:
+    """Flip 1..32 random bits, half the time only in the first 128 bytes."""
+    buf = bytearray(data)
+    span = len(buf) if rng.random() < 0.5 else min(len(buf), 128)
+    for _ in range(int(rng.integers(1, 33))):
+        buf[_offset(rng, span)] ^= 1 << int(rng.integers(0, 8))
+    return "bitflip", bytes(buf)
+
+
+def overwrite(data: bytes, rng: np.random.Generator, fmt: str) -> tuple[str, bytes]:
+    """Overwrite a run of 1..64 bytes with random bytes, zeros or 0xff."""
+    buf = bytearray(data)
+    start = _offset(rng, len(buf))
+    length = min(int(rng.integers(1, 65)), len(buf) - start)
+    fill = rng.choice(["random", "zero", "ff"])
+    if fill == "random":
+        run = rng.integers(0, 256, length, dtype=np.uint8).tobytes()
+    else:
+        run = (b"\x00" if fill == "zero" else b"\xff") * length
+    buf[start : start + length] = run
+    return f"overwrite{fill}", bytes(buf)
+
+
+def garbage(data: bytes, rng: np.random.Generator, fmt: str) -> tuple[str, bytes]:
+    """Append random bytes, prepend them, or insert them in the middle."""
+    junk = rng.integers(0, 256, int(rng.integers(1, 4096)), dtype=np.uint8).tobytes()
+    where = rng.choice(["append", "prepend", "insert"], p=[0.6, 0.15, 0.25])
+    if where == "append":
+        return "garbage", data + junk
+    if where == "prepend":
+        return "prefix", junk[:64] + data
+    at = _offset(rng, len(data))
+    return "insert", data[:at] + junk[:256] + data[at:]
+
+
+def range_dup_drop(data: bytes, rng: np.random.Generator, fmt: str) -> tuple[str, bytes]:
+    """Repeat or delete a random byte range (for formats without chunk parsing here)."""
+    start = _offset(rng, len(data))
+    end = min(len(data), start + int(rng.integers(1, 512)))
+    if rng.random() < 0.5:
+        return "rangedup", data[:end] + data[start:end] + data[end:]
+    return "rangedrop", data[:start] + data[end:]
+
+
+def not_an_image(data: bytes, rng: np.random.Generator, fmt: str) -> tuple[str, bytes]:
+    """Replace the content by something that is not an image: text, HTML, random bytes, or just
+    the right magic number."""
+    kind = rng.choice(["text", "html", "random", "magic"])
+    if kind == "text":
+        return "text", b"this is not an image\n" * int(rng.integers(1, 20))
+    if kind == "html":
+        return "html", b"<!DOCTYPE html><html><body>404 Not Found</body></html>\n"
+    if kind == "random":
+        return "random", rng.integers(0, 256, int(rng.integers(1, 2048)), dtype=np.uint8).tobytes()
+    return "magic", data[:16]
+
+
+# ---------------------------------------------------------------------------- header field edits
+
+
+def _size(rng: np.random.Generator) -> tuple[int, int]:
+    return _HUGE_SIZES[int(rng.integers(0, len(_HUGE_SIZES)))]
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, payload) of each chunk; raises ValueError if the file is not a well-formed PNG."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    chunks, pos = [], 8
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        ctype = data[pos + 4 : pos + 8]
+        chunks.append((ctype, data[pos + 8 : pos + 8 + length]))
+        pos += 12 + length
+    return chunks
+
+
+def _png_join(chunks: list[tuple[bytes, bytes]], fix_crc: bool = True) -> bytes:
+    out = [b"\x89PNG\r\n\x1a\n"]
+    for ctype, payload in chunks:
+        crc = zlib.crc32(ctype + payload) if fix_crc else zlib.crc32(ctype + payload) ^ 1
+        out.append(struct.pack(">I", len(payload)) + ctype + payload + struct.pack(">I", crc))
+    return b"".join(out)
+
+
+def _jpeg_segments(data: bytes) -> tuple[list[bytes], bytes]:
+    """The marker segments before SOS (each with its marker) and the rest, from SOS on."""
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG")
+    segments, pos = [], 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xDA:
+            break
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        segments.append(data[pos : pos + 2 + length])
+        pos += 2 + length
+    return segments, data[pos:]
+
+
+def _tiff_entries(data: bytes) -> tuple[str, int, list[tuple[int, int, int, int]]]:
+    """Byte order, first IFD offset, and (entry offset, tag, type, count) of its entries."""
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    if order is None:
+        raise ValueError("not a TIFF")
+    (ifd,) = struct.unpack(order + "I", data[4:8])
+    (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
+    entries = []
+    for i in range(count):
+        at = ifd + 2 + 12 * i
+        tag, typ, n = struct.unpack(order + "HHI", data[at : at + 8])
+        entries.append((at, tag, typ, n))
+    return order, ifd, entries
+
+
+def set_dims(data: bytes, fmt: str, w: int, h: int, *, gif_part: str = "both") -> bytes:
+    """``data`` with the declared width and height set to ``w`` x ``h`` (clipped to what the field
+    holds). For GIF, ``gif_part`` is ``screen`` (logical screen), ``frame`` (first image
+    descriptor) or ``both``."""
+    buf = bytearray(data)
+    if fmt == "png":
+        chunks = _png_chunks(data)
+        ctype, ihdr = chunks[0]
+        chunks[0] = (ctype, struct.pack(">II", w, h) + ihdr[8:])
+        return _png_join(chunks)
+    if fmt == "jpeg":
+        segments, rest = _jpeg_segments(data)
+        sofs = [i for i, s in enumerate(segments) if 0xC0 <= s[1] <= 0xCF and s[1] not in (0xC4, 0xC8, 0xCC)]
+        seg = bytearray(segments[sofs[0]])
+        seg[5:9] = struct.pack(">HH", min(h, 65535), min(w, 65535))
+        segments[sofs[0]] = bytes(seg)
+        return data[:2] + b"".join(segments) + rest
+    if fmt == "gif":
+        if gif_part in ("screen", "both"):
+            buf[6:10] = struct.pack("<HH", min(w, 65535), min(h, 65535))
+        if gif_part in ("frame", "both"):
+            at = data.find(b"\x2c", 13)
+            if at > 0 and at + 9 <= len(buf):
+                buf[at + 5 : at + 9] = struct.pack("<HH", min(w, 65535), min(h, 65535))
+        return bytes(buf)
+    if fmt == "bmp":
+        buf[18:26] = struct.pack("<ii", min(w, 2**31 - 1), min(h, 2**31 - 1))
+        return bytes(buf)
+    if fmt == "tiff":
+        order, _, entries = _tiff_entries(data)
+        for at, tag, _, _ in entries:
+            if tag in (256, 257):  # ImageWidth, ImageLength, rewritten as one LONG each
+                buf[at + 2 : at + 12] = struct.pack(order + "HII", 4, 1, w if tag == 256 else h)
+        return bytes(buf)
+    if fmt == "webp":
+        chunk = bytes(buf[12:16])
+        if chunk == b"VP8X":  # canvas width - 1 and height - 1, 24 bits each
+            buf[24:30] = (max(w, 1) - 1).to_bytes(3, "little") + (max(h, 1) - 1).to_bytes(3, "little")
+        elif chunk == b"VP8 ":  # 14-bit sizes after the frame tag and start code
+            buf[26:30] = struct.pack("<HH", w & 0x3FFF, h & 0x3FFF)
+        elif chunk == b"VP8L":  # 14-bit width - 1 and height - 1 after the signature
+            bits = ((max(w, 1) - 1) & 0x3FFF) | (((max(h, 1) - 1) & 0x3FFF) << 14)
+            old = struct.unpack("<I", buf[21:25])[0]
+            buf[21:25] = struct.pack("<I", (old & 0xF0000000) | bits)
+        return bytes(buf)
+    raise ValueError(f"no size field for {fmt}")
+
+
+def header_edit(data: bytes, rng: np.random.Generator, fmt: str) -> tuple[str, bytes]:
+    """Set the declared size to something huge, zero or odd, or edit another header field."""
+    buf = bytearray(data)
+    w, h = _size(rng)
+    if fmt == "png":
+        chunks = _png_chunks(data)
+        ctype, ihdr = chunks[0]
+        field = rng.choice(["dims", "dims", "depth", "colortype", "interlace"])
+        new = bytearray(ihdr)
+        if field == "dims":
+            new[0:8] = struct.pack(">II", w, h)
+        elif field == "depth":
+            new[8] = int(rng.choice([0, 1, 3, 7, 16, 32, 255]))
+        elif field == "colortype":
+            new[9] = int(rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 255]))
+        else:
+            new[12] = int(rng.choice([1, 2, 255]))
+        chunks[0] = (ctype, bytes(new))
+        fix = bool(rng.random() < 0.85)
+        return f"png{field}" + ("" if fix else "badcrc"), _png_join(chunks, fix_crc=fix)
+    if fmt == "jpeg":
+        field = rng.choice(["dims", "dims", "ncomp", "precision", "sampling"])
+        if field == "dims":
+            return "sofdims", set_dims(data, fmt, w, h)
+        segments, rest = _jpeg_segments(data)
+        sofs = [i for i, s in enumerate(segments) if 0xC0 <= s[1] <= 0xCF and s[1] not in (0xC4, 0xC8, 0xCC)]
+        seg = bytearray(segments[sofs[0]])
+        if field == "ncomp":
+            seg[9] = int(rng.choice([0, 2, 5, 255]))
+        elif field == "precision":
+            seg[4] = int(rng.choice([0, 12, 16, 255]))
+        else:
+            seg[11] = int(rng.choice([0x00, 0x44, 0xFF, 0x41]))
+        segments[sofs[0]] = bytes(seg)
+        return f"sof{field}", data[:2] + b"".join(segments) + rest
+    if fmt == "gif":
+        field = str(rng.choice(["screen", "frame", "both"]))
+        return f"gif{field}", set_dims(data, fmt, w, h, gif_part=field)
+    if fmt == "bmp":
+        field = rng.choice(["dims", "dims", "negheight", "bpp", "offset"])
+        if field == "dims":
+            return "bmpdims", set_dims(data, fmt, w, h)
+        if field == "negheight":
+            buf[22:26] = struct.pack("<i", -int(rng.choice([1, 48, 65535, 2**31 - 1])))
+        elif field == "bpp":
+            buf[28:30] = struct.pack("<H", int(rng.choice([0, 2, 3, 64, 65535])))
+        else:
+            buf[10:14] = struct.pack("<I", int(rng.choice([0, 14, 2**31, 2**32 - 1])))
+        return f"bmp{field}", bytes(buf)
+    if fmt == "tiff":
+        order, _, entries = _tiff_entries(data)
+        field = rng.choice(["dims", "dims", "bits", "samples", "stripoffset", "stripcount", "ifd"])
+        if field == "dims":
+            return "tiffdims", set_dims(data, fmt, w, h)
+        if field == "ifd":
+            buf[4:8] = struct.pack(order + "I", int(rng.choice([0, 8, len(data), 2**31, 2**32 - 1])))
+            return "tiffifd", bytes(buf)
+        tag, value = {
+            "bits": (258, int(rng.choice([0, 3, 64, 65535]))),
+            "samples": (277, int(rng.choice([0, 2, 7, 65535]))),
+            "stripoffset": (273, int(rng.choice([0, len(data), 2**31]))),
+            "stripcount": (279, int(rng.choice([0, 1, 2**31]))),
+        }[field]
+        for at, t, _, _ in entries:
+            if t == tag:  # rewritten as a single LONG so that values above 65535 fit
+                buf[at + 2 : at + 12] = struct.pack(order + "HII", 4, 1, value)
+        return f"tiff{field}", bytes(buf)
+    if fmt == "webp":
+        field = rng.choice(["dims", "dims", "riffsize"])
+        if field == "riffsize":
+            buf[4:8] = struct.pack("<I", int(rng.choice([0, 4, len(data) * 4, 2**32 - 1])))
+            return "webpriffsize", bytes(buf)
+        return f"webp{data[12:16].decode('latin-1').strip().lower()}dims", set_dims(data, fmt, w, h)
+    raise ValueError(f"no header edit for {fmt}")
+
+
+def chunks_edit(data: bytes, rng: np.random.Generator, fmt: str) -> tuple[str, bytes]:
+    """Duplicate, remove or reorder a PNG chunk, JPEG segment or WebP RIFF chunk."""
+    action = rng.choice(["dup", "drop", "swap"])
+    if fmt == "png":
+        chunks = _png_chunks(data)
+        i = _offset(rng, len(chunks))
+        critical = [k for k, (ctype, _) in enumerate(chunks) if ctype in (b"PLTE", b"tRNS", b"IDAT")]
+        if critical and rng.random() < 0.5:  # aim at the chunks the decoder needs most
+            i = critical[_offset(rng, len(critical))]
+        name = chunks[i][0].decode("latin-1").lower() if chunks[i][0].isalpha() else ""
+        if action == "dup":
+            chunks.insert(i, chunks[i])
+        elif action == "drop":
+            del chunks[i]
+        else:
+            j = _offset(rng, len(chunks))
+            chunks[i], chunks[j] = chunks[j], chunks[i]
+        return f"chunk{action}{name}", _png_join(chunks)
+    if fmt == "jpeg":
+        segments, rest = _jpeg_segments(data)
+        i = _offset(rng, len(segments))
+        if action == "dup":
+            segments.insert(i, segments[i])
+        elif action == "drop":
+            del segments[i]
+        else:
+            j = _offset(rng, len(segments))
+            segments[i], segments[j] = segments[j], segments[i]
+        if rng.random() < 0.2:
+            rest = rest[: len(rest) - 2]  # no EOI marker
+        return f"segment{action}", data[:2] + b"".join(segments) + rest
+    if fmt == "webp":
+        chunks, pos = [], 12
+        while pos + 8 <= len(data):
+            (size,) = struct.unpack("<I", data[pos + 4 : pos + 8])
+            end = pos + 8 + size + (size & 1)
+            chunks.append(data[pos:end])
+            pos = end
+        i = _offset(rng, len(chunks))
+        if action == "dup":
+            chunks.insert(i, chunks[i])
+        elif action == "drop":
+            del chunks[i]
+        else:
+            j = _offset(rng, len(chunks))
+            chunks[i], chunks[j] = chunks[j], chunks[i]
+        body = b"WEBP" + b"".join(chunks)
+        return f"riff{action}", b"RIFF" + struct.pack("<I", len(body)) + body
+    return range_dup_drop(data, rng, fmt)
+
+
+Mutation = Callable[[bytes, np.random.Generator, str], tuple[str, bytes]]
+
+_FUNCTIONS: dict[str, Mutation] = {
+    "truncate": truncate,
+    "bitflip": bitflip,
+    "overwrite": overwrite,
+    "header": header_edit,
+    "chunks": chunks_edit,
+    "garbage": garbage,
+    "notimage": not_an_image,
+}
+
+MUTATIONS: dict[str, float] = {
+    "truncate": 0.16,
+    "bitflip": 0.20,
+    "overwrite": 0.10,
+    "header": 0.20,
+    "chunks": 0.10,
+    "garbage": 0.07,
+    "notimage": 0.03,
+    "multi": 0.08,  # two or three of the single mutations in a row
+    "valid": 0.06,  # unchanged (maybe with a swapped suffix)
+}
+"""Mutation family -> how often it is drawn."""
+
+_SINGLE = ["truncate", "bitflip", "overwrite", "header", "chunks", "garbage"]
+
+
+def mutate(data: bytes, fmt: str, rng: np.random.Generator, family: str) -> tuple[str, bytes]:
+    """Apply one mutation family to ``data``; returns (kind, new bytes)."""
+    if family == "valid":
+        return "valid", data
+    if family == "multi":
+        kinds = []
+        for name in rng.choice(_SINGLE, size=int(rng.integers(2, 4)), replace=False):
+            if not data:
+                break
+            kind, data = _apply(_FUNCTIONS[str(name)], data, rng, fmt)
+            kinds.append(kind)
+        return "multi-" + "+".join(kinds), data
+    return _apply(_FUNCTIONS[family], data, rng, fmt)
+
+
+def _apply(fn: Mutation, data: bytes, rng: np.random.Generator, fmt: str) -> tuple[str, bytes]:
+    """``fn``, falling back to a bit flip when the data is too broken for a structured edit."""
+    try:
+        return fn(data, rng, fmt)
+    except (ValueError, IndexError, struct.error):
+        return bitflip(data, rng, fmt) if data else ("trunc0", b"")
+
+
+def _png_edit(data: bytes, *, colortype: int | None = None, drop: bytes = b"", order: bytes = b"") -> bytes:
+    """A PNG with IHDR's colour type changed, a chunk type dropped, or its chunks put in the
+    ``order`` of the given chunk types (e.g. ``b"tRNS PLTE IHDR"``; the others follow). CRCs are
+    kept valid so the decoder gets past them."""
+    chunks = _png_chunks(data)
+    if colortype is not None:
+        ctype, ihdr = chunks[0]
+        chunks[0] = (ctype, ihdr[:9] + bytes([colortype]) + ihdr[10:])
+    chunks = [c for c in chunks if c[0] != drop]
+    rank = {t: k for k, t in enumerate(order.split())}
+    chunks.sort(key=lambda c: rank.get(c[0], len(rank)))  # stable: the others keep their order
+    return _png_join(chunks)
+
+
+# Cases every corpus starts with, whatever the seed: (format, base, kind, mutation). They pin
+# down the classes of bad file that broke reiqa before, so a seed cannot miss them.
+TARGETED: list[tuple[str, str, str, Callable[[bytes], bytes]]] = [
+    ("png", "gray", "colortype3-noplte", lambda d: _png_edit(d, colortype=3)),
+    ("png", "palette", "chunkswap-ihdr-trns", lambda d: _png_edit(d, order=b"tRNS PLTE IHDR")),
+    ("png", "palette", "chunkdropplte", lambda d: _png_edit(d, drop=b"PLTE")),
+    ("png", "rgb48", "dims60000x60000", lambda d: set_dims(d, "png", 60000, 60000)),
+    ("png", "rgb48", "dims0x0", lambda d: set_dims(d, "png", 0, 0)),
+    ("webp", "rgba", "vp8ldims16383x16383", lambda d: set_dims(d, "webp", 16383, 16383)),
+    ("webp", "rgb48", "vp8dims16383x16383", lambda d: set_dims(d, "webp", 16383, 16383)),
+    ("gif", "rgb48", "screen65535x48", lambda d: set_dims(d, "gif", 65535, 48, gif_part="screen")),
+    ("gif", "rgb48", "dims65535x65535", lambda d: set_dims(d, "gif", 65535, 65535)),
+    ("jpeg", "rgb48", "sofdims65535x65535", lambda d: set_dims(d, "jpeg", 65535, 65535)),
+    ("jpeg", "rgb48", "sofdims0x0", lambda d: set_dims(d, "jpeg", 0, 0)),
+    ("tiff", "rgb48", "dims60000x60000", lambda d: set_dims(d, "tiff", 60000, 60000)),
+    ("bmp", "rgb48", "dims60000x60000", lambda d: set_dims(d, "bmp", 60000, 60000)),
+    ("jpeg", "rgb48", "trunc0", lambda d: b""),
+    *((fmt, "rgb48", "trunc16", lambda d: d[:16]) for fmt in FORMATS),
+]
+
+
+def make_corpus(folder: str | Path, n: int = 1000, seed: int = 0) -> list[Path]:
+    """Write ``n`` mutated image files to ``folder`` (created if needed); returns their paths.
+
+    The first files are the :data:`TARGETED` cases, the same for every seed; the rest are random.
+    The files are named ``NNNN-<format>-<base>-<mutation><suffix>``; a file whose content is of another
+    format than its suffix says so, e.g. ``0042-png-as-gif-valid.gif``. Every file is smaller than
+    :data:`MAX_FILE_BYTES`. The same ``n`` and ``seed`` give the same names and bytes.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    bases = base_images()
+    families = list(MUTATIONS)
+    probs = np.array(list(MUTATIONS.values()))
+    probs = probs / probs.sum()
+    formats = list(FORMATS)
+    paths = []
+    by_name = {(b.fmt, b.name): b for b in bases}
+    for i in range(n):
+        if i < len(TARGETED):
+            fmt, name, kind, edit = TARGETED[i]
+            path = folder / f"{i:04d}-{fmt}-{name}-{kind}{FORMATS[fmt]}"
+            path.write_bytes(edit(by_name[fmt, name].data))
+            paths.append(path)
+            continue
+        base = bases[int(rng.integers(0, len(bases)))]
+        family = str(rng.choice(families, p=probs))
+        kind, data = mutate(base.data, base.fmt, rng, family)
+        data = data[: MAX_FILE_BYTES - 1]
+        label = base.fmt
+        r = rng.random()
+        if r < 0.08:  # content of one format under the suffix of another
+            other = formats[int(rng.integers(0, len(formats)))]
+            if other != base.fmt:
+                label = f"{base.fmt}-as-{other}"
+            suffix = FORMATS[other]
+        elif r < 0.15:
+            alts = _ALT_SUFFIXES[base.fmt]
+            suffix = alts[int(rng.integers(0, len(alts)))]
+        else:
+            suffix = FORMATS[base.fmt]
+        path = folder / f"{i:04d}-{label}-{base.name}-{kind}{suffix}"
+        path.write_bytes(data)
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry: write a corpus and print the seed, the file count and the total size."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    paths = make_corpus(args.folder, n=args.n, seed=args.seed)
+    total = sum(p.stat().st_size for p in paths)
+    print(f"wrote {len(paths)} files ({total / 1024:.0f} KiB) to {args.folder}, seed {args.seed}")
+
+
+if __name__ == "__main__":
+    main()
