@@ -27,7 +27,7 @@ import pytest
 import torch
 
 from reiqa.errors import ImageLoadError
-from reiqa.io import IMAGE_SUFFIXES, load_image
+from reiqa.io import IMAGE_SUFFIXES, LOAD_ERROR_REASONS, load_image
 from tests.fuzz_corpus import MAX_FILE_BYTES, make_corpus
 
 SEED = int(os.environ.get("REIQA_FUZZ_SEED", "0"))
@@ -45,16 +45,7 @@ corpus's mixed sizes this runs about 4x faster than the default 8 (40 s instead 
 # Pillow's warnings about corrupt files ("Corrupt EXIF data", ...), which reiqa may pass on with the path
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
-REASONS = {
-    "missing",
-    "not-a-file",
-    "empty",
-    "truncated",
-    "not-an-image",
-    "too-many-pixels",
-    "unsupported-mode",
-    "unreadable",
-}
+REASONS = LOAD_ERROR_REASONS
 
 
 @dataclass

@@ -218,15 +218,19 @@ def test_folder_scan_lists_everything_that_looks_like_an_image(tmp_path: Path) -
     (d / "folder.jpg" / "inner.jpg").write_bytes(png)
     (d / ".thumbnails").mkdir()
     (d / ".thumbnails" / "t.png").write_bytes(png)
-    os.symlink(d, d / "again")  # a link to a folder, not followed (it would loop)
+    os.symlink(d, d / "again")  # a link back to the folder: followed, visited once
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "linked.png").write_bytes(png)
+    os.symlink(elsewhere, d / "shortcut")  # a link to another folder is followed
 
     top = [
-        "alias", "dangling.jpg", "drawing.SVG", "dsc.NEF", "layers.psd", "loop.png", "noext",
-        "photo.dat", "pipe.png", "real.png", "shot.avif", "shot.heic", "vector",
+        ".hidden.png", "alias", "dangling.jpg", "drawing.SVG", "dsc.NEF", "layers.psd", "loop.png",
+        "noext", "photo.dat", "pipe.png", "real.png", "shot.avif", "shot.heic", "vector",
     ]  # fmt: skip
     assert _in_thread(lambda: find_images([d])) == [d / n for n in sorted(top)]
     assert _in_thread(lambda: find_images([d], recursive=True)) == sorted(
-        [d / n for n in top] + [d / "folder.jpg" / "inner.jpg"]
+        [d / n for n in top] + [d / "folder.jpg" / "inner.jpg", d / "shortcut" / "linked.png"]
     )
     # globs keep what looks like an image too, instead of "no image files match"
     assert find_images([str(d / "*.SVG")]) == [d / "drawing.SVG"]

@@ -121,14 +121,27 @@ def test_a_torn_jsonl_line_does_not_break_later_runs(tmp_path) -> None:
     assert [r["path"] for r in lines] == ["a.jpg", "b.jpg"]
 
 
-def test_failed_rows_are_dropped_so_they_are_retried(tmp_path) -> None:
+def test_failed_rows_are_retried_and_kept_until_then(tmp_path) -> None:
     out = tmp_path / "scores.csv"
-    _write(out, [ScoreRow("a.jpg", 1.5, None), ScoreRow("bad.jpg", None, "bad.jpg: truncated")])
+    rows = [ScoreRow("a.jpg", 1.5, None), ScoreRow("bad.jpg", None, "bad.jpg: truncated")]
+    _write(out, [*rows, ScoreRow("other.jpg", None, "other.jpg: empty")])
     with ScoreOutput(out, MODEL) as again:
+        assert again.todo([Path("a.jpg"), Path("bad.jpg"), Path("bad.jpg")]) == [Path("bad.jpg")]
         assert again.repair.retried == 1
-        assert list(again.todo([Path("a.jpg"), Path("bad.jpg")])) == [Path("bad.jpg")]
         again.write([ScoreRow("bad.jpg", 3.0, None)])
-    assert [r[0] for r in _csv(out)[1:]] == ["a.jpg", "bad.jpg"]
+    assert again.failures() == 1  # other.jpg, not named in this run, keeps its row
+    assert [r[:2] for r in _csv(out)[1:]] == [["a.jpg", "1.5"], ["other.jpg", ""], ["bad.jpg", "3.0"]]
+
+
+def test_a_crash_after_a_retry_keeps_both_rows_and_the_next_run_takes_the_last(tmp_path) -> None:
+    out = tmp_path / "scores.jsonl"
+    _write(out, [ScoreRow("bad.jpg", None, "bad.jpg: truncated")])
+    crashed = ScoreOutput(out, MODEL).__enter__()
+    crashed.write([ScoreRow("bad.jpg", 3.0, None)])
+    crashed._file.close()  # killed: __exit__ never runs
+    crashed._unlock()
+    with ScoreOutput(out, MODEL) as again:
+        assert again.repair.repeated == 1 and again.done[again.key("bad.jpg")].score == 3.0
 
 
 def test_rows_are_keyed_by_resolved_path(tmp_path, monkeypatch) -> None:
@@ -162,6 +175,7 @@ def test_json_output_is_rebuilt_from_its_log_after_a_crash(tmp_path) -> None:
     crashed.write([ScoreRow("b.jpg", 2.0, None)])
     crashed._file.close()
     crashed._unlock()
+    assert json.loads(out.read_text()) == [{"path": "a.jpg", "score": 1.0, "error": None}]  # still there
     with ScoreOutput(out, MODEL) as again:
         assert set(again.done) == {again.key("a.jpg"), again.key("b.jpg")}
         again.write([ScoreRow("c.jpg", 3.0, None)])
@@ -178,3 +192,48 @@ def test_file_names_that_are_not_utf8_round_trip(tmp_path, suffix) -> None:
     with ScoreOutput(out, MODEL) as again:
         assert again.repair.torn == 0
         assert list(again.todo([Path(name), Path("c.jpg")])) == [Path("c.jpg")]
+
+
+def test_rows_with_a_nul_byte_are_torn_not_a_crash(tmp_path) -> None:
+    out = tmp_path / "scores.csv"
+    _write(out, [ScoreRow("a.jpg", 1.0, None)])
+    with out.open("a") as f:
+        f.write("\x00\x00\x00,\x00,\n")  # a block of zeros after a power loss
+    with ScoreOutput(out, MODEL) as again:
+        assert again.repair.torn == 1 and set(again.done) == {again.key("a.jpg")}
+
+
+def test_a_link_to_an_output_shares_its_lock_and_record(tmp_path) -> None:
+    out = tmp_path / "scores.csv"
+    _write(out, [ScoreRow("a.jpg", 1.0, None)])
+    link = tmp_path / "link.csv"
+    link.symlink_to(out)
+    with ScoreOutput(out, MODEL), pytest.raises(OutputError, match="another reiqa run"):
+        ScoreOutput(link, MODEL).__enter__()
+    _write(link, [ScoreRow("b.jpg", 2.0, None)])
+    assert link.is_symlink() and [r[0] for r in _csv(out)[1:]] == ["a.jpg", "b.jpg"]
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [({"options": "max_side=1"}, "options"), ({"base": 5}, "base"), ({"model_id": None}, "model_id")],
+)
+def test_a_hostile_provenance_record_is_an_error_naming_it(tmp_path, record, field) -> None:
+    out = tmp_path / "scores.csv"
+    _write(out, [ScoreRow("a.jpg", 1.0, None)])
+    path = tmp_path / ".scores.csv.reiqa.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **record}))
+    with pytest.raises(OutputError, match=rf"\.scores\.csv\.reiqa\.json: field '{field}'"):
+        ScoreOutput(out, MODEL).__enter__()
+
+
+def test_relative_rows_follow_a_moved_folder(tmp_path, monkeypatch) -> None:
+    first = tmp_path / "project"
+    (first / "photos").mkdir(parents=True)
+    monkeypatch.chdir(first)
+    _write(first / "scores.csv", [ScoreRow("photos/a.jpg", 1.0, None)])
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    monkeypatch.chdir(moved)
+    with ScoreOutput(moved / "scores.csv", MODEL) as again:
+        assert again.todo([Path("photos/a.jpg")]) == []

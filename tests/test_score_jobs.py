@@ -265,3 +265,29 @@ def test_a_non_finite_score_is_a_failure_not_a_score(models, photos, tmp_path, c
         "non-finite score" in r.error and str(p) in r.error for r, p in zip(records, photos[:2], strict=True)
     )
     assert np.isnan(model.score(photos[:2])).all()
+
+
+def test_every_other_writer_needs_overwrite_too(models, photos, tmp_path, capsys, monkeypatch) -> None:
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"mine")
+    code, _, err = _run(["distort", photos[0], "-t", "1", "-o", taken], capsys, monkeypatch)
+    assert code == 1 and "taken.png: exists; pass --overwrite" in err and taken.read_bytes() == b"mine"
+    assert _run(["distort", photos[0], "-t", "1", "-o", taken, "--overwrite"], capsys, monkeypatch)[0] == 0
+    (tmp_path / "enc.json").write_text("{}")
+    code, _, err = _run(
+        ["import-encoder", photos[0], "--from", "efficientnet-lite0", "-o", tmp_path / "enc"],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 1 and "enc.json: exists" in err
+    code, _, err = _run(["training-curve", tmp_path, "-o", taken], capsys, monkeypatch)
+    assert code == 1 and "taken.png: exists" in err
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.md").write_text("mine")
+    labels = tmp_path / "mos.csv"
+    labels.write_text("image,mos\n" + "".join(f"{p},{i}\n" for i, p in enumerate(photos)))
+    code, _, err = _run(
+        ["evaluate", "--features", taken, "--scores", labels, "--out", report], capsys, monkeypatch
+    )
+    assert code == 1 and "already holds report.md" in err and (report / "report.md").read_text() == "mine"

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from reiqa.errors import CheckpointError, ConfigError, ModelError, RegressorError
 from reiqa.features import FeatureModel, FeatureOptions, encode, iter_features
-from reiqa.io import DEFAULT_MAX_PIXELS, load_image, to_tensor
+from reiqa.io import DEFAULT_MAX_PIXELS, array_to_tensor, check_images, load_image, to_tensor
 from reiqa.models.backbones import BACKBONES, NORMS, build_backbone
 from reiqa.models.checkpoints import load_encoder, load_state_strict
 from reiqa.models.importers import import_official
@@ -208,80 +208,10 @@ def _check_width(features: FeatureModel, regressor: QualityRegressor, where: obj
         )
 
 
-# -- in-memory images ----------------------------------------------------------------------------
-
-# float images may overshoot [0, 1] by this much (rounding in a resize or a colour conversion)
-RANGE_TOLERANCE = 1e-6
 ACCEPTED = (
     "a path, a list of paths, a PIL image, a torch tensor (3, H, W) or (N, 3, H, W), or a numpy "
     "array (H, W, 3), (3, H, W), (N, H, W, 3) or (N, 3, H, W); float in [0, 1] or uint8"
 )
-
-
-def _check_images(images: Tensor, what: str = "images") -> Tensor:
-    """(N, 3, H, W) float32 in [0, 1] from a (3, H, W) or (N, 3, H, W) tensor that is float in
-    [0, 1] or uint8 (divided by 255). Raises ValueError naming what is wrong and what is expected:
-    another shape, an empty image, NaN or infinity, values outside [0, 1], another dtype."""
-    if not isinstance(images, Tensor):
-        raise TypeError(f"{what}: expected a torch tensor, got {type(images).__name__}")
-    shape = tuple(images.shape)
-    if images.ndim not in (3, 4):
-        raise ValueError(f"{what} must be (3, H, W) or (N, 3, H, W), got shape {shape}")
-    if images.shape[-3] != 3:
-        hint = " (channels last? use .permute(2, 0, 1))" if shape[-1] == 3 else ""
-        raise ValueError(
-            f"{what} must be (3, H, W) or (N, 3, H, W) with 3 (RGB) channels, got shape {shape}{hint}"
-        )
-    if images.numel() == 0:
-        raise ValueError(f"{what}: empty, shape {shape}")
-    if images.ndim == 3:
-        images = images.unsqueeze(0)
-    if images.dtype == torch.uint8:
-        return images.float() / 255
-    if not images.dtype.is_floating_point:
-        raise ValueError(f"{what}: dtype {images.dtype}; expected float in [0, 1] or uint8 (0..255)")
-    images = images.float()
-    if not torch.isfinite(images).all():
-        raise ValueError(f"{what}: NaN or infinity; expected finite values in [0, 1]")
-    low, high = (float(v) for v in torch.aminmax(images))
-    if high > 1 + RANGE_TOLERANCE:
-        cause = "expected [0, 1]"
-        if high <= 255 + RANGE_TOLERANCE:
-            cause = "looks like 0..255 values; divide by 255 (or pass uint8)"
-        raise ValueError(f"{what}: values up to {high:g}, {cause}")
-    if low < -RANGE_TOLERANCE:
-        raise ValueError(
-            f"{what}: values down to {low:g}, expected raw RGB in [0, 1] (not normalised by a mean "
-            "and standard deviation)"
-        )
-    return images.clamp(0.0, 1.0)
-
-
-def _array_to_tensor(array: np.ndarray) -> tuple[Tensor, bool]:
-    """A numpy image or batch as a channels-first tensor, and whether it is one image. The layout
-    is read from where the size-3 axis is; a shape where either reading fits is refused."""
-    shape = array.shape
-    if array.dtype != np.uint8 and not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"the array: dtype {array.dtype}; expected float in [0, 1] or uint8 (0..255)")
-    if array.ndim not in (3, 4):
-        raise ValueError(
-            f"the array must be (H, W, 3), (3, H, W), (N, H, W, 3) or (N, 3, H, W), got shape {shape}"
-        )
-    first = array.ndim - 3  # the axis of C in a channels-first layout
-    last, channels_first = shape[-1] == 3, shape[first] == 3
-    if last and channels_first:
-        raise ValueError(
-            f"the array: shape {shape} is ambiguous (channels first or last?); pass a torch tensor "
-            "(3, H, W) or (N, 3, H, W)"
-        )
-    if not (last or channels_first):
-        raise ValueError(f"the array needs 3 (RGB) channels, first or last, got shape {shape}")
-    if array.dtype not in (np.uint8, np.float16, np.float32, np.float64):
-        array = array.astype(np.float64)
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    if last:
-        tensor = tensor.movedim(-1, -3)
-    return tensor, array.ndim == 3
 
 
 def _is_path(value: object) -> bool:
@@ -346,11 +276,11 @@ class ReIQA:
     def score_tensor(self, images: Tensor) -> np.ndarray:
         """(3, H, W) or (N, 3, H, W) of one size, float in [0, 1] or uint8 -> (N,) float64 scores;
         checked as ``score`` checks tensors."""
-        return self._score_checked(_check_images(images))
+        return self._score_checked(check_images(images))
 
     @torch.inference_mode()
     def _score_checked(self, images: Tensor) -> np.ndarray:
-        """(N, 3, H, W) float32 in [0, 1] (``_check_images``) -> (N,) float64 scores."""
+        """(N, 3, H, W) float32 in [0, 1] (``reiqa.io.check_images``) -> (N,) float64 scores."""
         opts = self.card.features
         capped = [cap_size(im, max_side=opts.max_side, min_side=opts.min_side) for im in images]
         return self.regressor.predict(encode(self.features, torch.stack(capped)))
@@ -363,14 +293,14 @@ class ReIQA:
     ) -> float | np.ndarray:
         """A float for one image, an array for several; see the class for what is accepted."""
         if _is_path(inputs):
-            return float(self._score_checked(_check_images(load_image(inputs)))[0])
+            return float(self._score_checked(check_images(load_image(inputs)))[0])
         if isinstance(inputs, Tensor):
-            return self._one_or_many(_check_images(inputs), inputs.ndim == 3)
+            return self._one_or_many(check_images(inputs), inputs.ndim == 3)
         if isinstance(inputs, np.ndarray):
-            tensor, single = _array_to_tensor(inputs)
-            return self._one_or_many(_check_images(tensor, "the array"), single)
+            tensor, single = array_to_tensor(inputs)
+            return self._one_or_many(check_images(tensor, "the array"), single)
         if isinstance(inputs, Image.Image):
-            return self._one_or_many(_check_images(to_tensor(inputs), "the PIL image"), True)
+            return self._one_or_many(check_images(to_tensor(inputs), "the PIL image"), True)
         if isinstance(inputs, list | tuple):
             wrong = next((p for p in inputs if not _is_path(p)), None)
             if wrong is not None:

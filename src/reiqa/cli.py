@@ -47,6 +47,7 @@ def distort(
     seed: Annotated[int, typer.Option(help="Seed for the random types.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:
     """Apply one synthetic distortion to an image, or render every type and level as a sheet."""
     from reiqa.sheet import catalogue_table, distort_file
@@ -58,6 +59,9 @@ def distort(
         raise typer.BadParameter("give an IMAGE and --output (or use --list)")
     if sheet == (type_ is not None):
         raise typer.BadParameter("give exactly one of --type NAME|ID or --sheet")
+    from reiqa.outputs import refuse_to_replace
+
+    refuse_to_replace(output, overwrite=overwrite)
     distort_file(
         image,
         output,
@@ -206,6 +210,7 @@ def evaluate(
     splits: Annotated[int, typer.Option(min=1, help="Random splits (70/10/20).")] = 10,
     seed: Annotated[int, typer.Option()] = 0,
     ablations: Annotated[bool, typer.Option(help="Also quality-only and content-only.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:
     """Run the evaluation protocol and write a Markdown/JSON report with plots."""
     from reiqa import datasets
@@ -217,6 +222,9 @@ def evaluate(
         raise typer.BadParameter("give --dataset NAME --root DIR, or --scores CSV")
     if dataset is not None and root is None:
         raise typer.BadParameter("--dataset needs --root")
+    from reiqa.outputs import refuse_to_replace
+
+    refuse_to_replace(out, overwrite=overwrite, files=("report.md", "report.json", "splits.json"))
     labels = datasets.load(dataset, root) if dataset else load_csv(scores, root=root)
     report = evaluate_table(
         FeatureTable.load(features_file), labels, out, n_splits=splits, seed=seed, ablations=ablations
@@ -266,7 +274,8 @@ def score(
         on_bad=lambda message: _echo(f"skipped: {message}", err=True),
     )
     _print_scores(run, output)
-    if run.summary.failed or run.empty_inputs or run.bad_inputs:
+    failed = run.summary.failed_in_output if output is not None else run.summary.failed
+    if failed or run.empty_inputs or run.bad_inputs:
         raise typer.Exit(3)
 
 
@@ -296,6 +305,8 @@ def _print_scores(run: ScoringRun, output: Path | None) -> None:
         if parts:
             _echo(f"resumed {output}: {', '.join(parts)}", err=True)
         _echo(f"{s.scored} scored, {s.failed} failed, {s.skipped} already in {output}", err=True)
+        if s.failed_in_output > s.failed:
+            _echo(f"{output} holds {s.failed_in_output} failed file(s) in all", err=True)
         return
     width = max((len(r.path) for r in records), default=4)
     for r in records:
@@ -328,7 +339,15 @@ def make_bundle(
     from reiqa.outputs import refuse_to_replace
 
     refuse_to_replace(
-        out, overwrite=overwrite, files=("model.json", "regressor.json", "regressor.safetensors")
+        out,
+        overwrite=overwrite,
+        files=(
+            "model.json",
+            "regressor.json",
+            "regressor.safetensors",
+            "quality.safetensors",
+            "content.safetensors",
+        ),
     )
 
     options = FeatureOptions(max_side=max_side, min_side=min_side, compat=compat)
@@ -342,9 +361,12 @@ def export_encoder_cmd(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output stem: writes STEM.safetensors + STEM.json.")
     ],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:
     """Export the query encoder of a run's latest checkpoint (also before the schedule ends)."""
     from reiqa.models.checkpoints import export_encoder
+
+    _refuse_stem(out, overwrite)
 
     typer.echo(f"wrote {export_encoder(run_dir / 'checkpoint', out)}")
 
@@ -358,9 +380,12 @@ def import_encoder_cmd(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output stem: writes STEM.safetensors + STEM.json.")
     ],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:
     """Convert a foreign backbone file into a reiqa encoder (what features/bundle read)."""
     from reiqa.models.importers import IMPORTABLE, import_encoder
+
+    _refuse_stem(out, overwrite)
 
     if kind not in IMPORTABLE:
         raise typer.BadParameter(f"--from must be one of {', '.join(IMPORTABLE)}, got {kind!r}")
@@ -375,9 +400,13 @@ def training_curve(
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write.")] = Path(
         "training-curve.png"
     ),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:
     """Plot loss, accuracy and learning rate of a pre-training run."""
+    from reiqa.outputs import refuse_to_replace
     from reiqa.train.report import plot_training_curve
+
+    refuse_to_replace(output, overwrite=overwrite)
 
     typer.echo(f"wrote {plot_training_curve(run_dir, output)}")
 
@@ -405,9 +434,14 @@ def main() -> None:
             raise
         _echo(f"error: {_describe(exc)}", err=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        _echo("interrupted", err=True)
-        sys.exit(130)
+
+
+def _refuse_stem(stem: Path, overwrite: bool) -> None:
+    """An encoder is two files, STEM.safetensors and STEM.json: neither is replaced unasked."""
+    from reiqa.outputs import refuse_to_replace
+
+    for path in (stem.with_suffix(".safetensors"), stem.with_suffix(".json")):
+        refuse_to_replace(path, overwrite=overwrite)
 
 
 def _format_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:

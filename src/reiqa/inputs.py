@@ -74,8 +74,13 @@ def _scan(folder: Path, shown: str, recursive: bool, bad: list[str] | None) -> l
     """The images in ``folder`` (and its subfolders), sorted; see :func:`find_images`."""
     found: list[Path] = []
     pending = [folder]
+    visited: set[str] = set()  # resolved folders, so that links between folders cannot loop
     while pending:
         current = pending.pop()
+        real = os.path.realpath(current)
+        if real in visited:
+            continue
+        visited.add(real)
         try:
             with os.scandir(current) as it:
                 entries = list(it)
@@ -86,12 +91,12 @@ def _scan(folder: Path, shown: str, recursive: bool, bad: list[str] | None) -> l
                 bad.append(f"{current}: cannot list this folder ({exc.strerror})")
             continue
         for entry in entries:
-            if entry.name.startswith("."):
-                continue
             child = current / entry.name
             if _is_dir(entry):
-                if recursive and not entry.is_symlink():  # links to folders are not followed (no loops)
+                if recursive and not entry.name.startswith("."):  # .git, .thumbnails, ...
                     pending.append(child)
+            elif entry.name.startswith("._") and file_signature(child) is None:
+                continue  # a macOS AppleDouble file: metadata named after a photo, not an image
             elif _looks_like_image(child):
                 found.append(child)
     return sorted(found)
@@ -106,10 +111,11 @@ def find_images(inputs: Iterable[StrPath], *, recursive: bool = False) -> list[P
     scored or reported by loading: one whose suffix, in lower case, is in
     ``reiqa.io.IMAGE_SUFFIXES`` or ``reiqa.io.UNSUPPORTED_SUFFIXES`` whatever kind of entry it is,
     and a regular file whose first bytes carry an image signature
-    (:func:`reiqa.io.file_signature`) whatever its suffix. Hidden entries (name starting with
-    ``.``, such as macOS ``._*`` files and ``.thumbnails`` folders) are skipped. With
-    ``recursive=True`` subdirectories are searched too (symbolic links to directories are not
-    followed), the whole sorted by path; subdirectories that cannot be listed are skipped. A
+    (:func:`reiqa.io.file_signature`) whatever its suffix. Hidden files are listed by the same
+    rule, except macOS ``._*`` files without an image signature (metadata, not photos). With
+    ``recursive=True`` subdirectories are searched too, hidden ones (``.git``, ``.thumbnails``)
+    excepted; links to directories are followed, each directory visited once; the whole is
+    sorted by path, and subdirectories that cannot be listed are skipped. A
     pattern containing ``*``, ``?`` or ``[`` that is not an existing path is expanded with
     :func:`glob.glob` (``**`` matches any depth) and gives the matching entries that look like
     images, sorted. The order of ``inputs`` is kept and a file reached twice is listed once,

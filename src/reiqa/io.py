@@ -42,9 +42,12 @@ from reiqa.errors import ImageLoadError
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
+    "LOAD_ERROR_REASONS",
     "SUPPORTED_MODES",
     "UNSUPPORTED_SUFFIXES",
     "LoadResult",
+    "array_to_tensor",
+    "check_images",
     "file_signature",
     "load_image",
     "load_images",
@@ -59,6 +62,21 @@ StrPath = str | os.PathLike[str]
 DEFAULT_MAX_PIXELS = 1 << 28
 """Largest width * height :func:`load_image` decodes by default (268,435,456 pixels, about 1 GiB
 as uint8 RGB and 3 GiB as float32)."""
+
+LOAD_ERROR_REASONS: frozenset[str] = frozenset(
+    {
+        "missing",
+        "not-a-file",
+        "empty",
+        "truncated",
+        "not-an-image",
+        "unsupported-format",
+        "too-many-pixels",
+        "unsupported-mode",
+        "unreadable",
+    }
+)
+"""Every ``reason`` an :class:`reiqa.errors.ImageLoadError` from :func:`load_image` can carry."""
 
 _HEIF_SUFFIXES = (".heic", ".heif", ".hif")
 _AVIF_SUFFIXES = (".avif",)
@@ -342,6 +360,78 @@ def to_tensor(image: Image.Image, *, background: tuple[float, float, float] = (1
     return rgb.contiguous()
 
 
+# -- images held in memory (tensors, arrays) -------------------------------------------------------
+
+# float images may overshoot [0, 1] by this much (rounding in a resize or a colour conversion)
+RANGE_TOLERANCE = 1e-6
+
+
+def check_images(images: Tensor, what: str = "images") -> Tensor:
+    """(N, 3, H, W) float32 in [0, 1] from a (3, H, W) or (N, 3, H, W) tensor that is float in
+    [0, 1] or uint8 (divided by 255). Raises ValueError naming what is wrong and what is expected:
+    another shape, an empty image, NaN or infinity, values outside [0, 1], another dtype."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{what}: expected a torch tensor, got {type(images).__name__}")
+    shape = tuple(images.shape)
+    if images.ndim not in (3, 4):
+        raise ValueError(f"{what} must be (3, H, W) or (N, 3, H, W), got shape {shape}")
+    if images.shape[-3] != 3:
+        hint = " (channels last? use .permute(2, 0, 1))" if shape[-1] == 3 else ""
+        raise ValueError(
+            f"{what} must be (3, H, W) or (N, 3, H, W) with 3 (RGB) channels, got shape {shape}{hint}"
+        )
+    if images.numel() == 0:
+        raise ValueError(f"{what}: empty, shape {shape}")
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    if images.dtype == torch.uint8:
+        return images.float() / 255
+    if not images.dtype.is_floating_point:
+        raise ValueError(f"{what}: dtype {images.dtype}; expected float in [0, 1] or uint8 (0..255)")
+    images = images.float()
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{what}: NaN or infinity; expected finite values in [0, 1]")
+    low, high = (float(v) for v in torch.aminmax(images))
+    if high > 1 + RANGE_TOLERANCE:
+        cause = "expected [0, 1]"
+        if high <= 255 + RANGE_TOLERANCE:
+            cause = "looks like 0..255 values; divide by 255 (or pass uint8)"
+        raise ValueError(f"{what}: values up to {high:g}, {cause}")
+    if low < -RANGE_TOLERANCE:
+        raise ValueError(
+            f"{what}: values down to {low:g}, expected raw RGB in [0, 1] (not normalised by a mean "
+            "and standard deviation)"
+        )
+    return images.clamp(0.0, 1.0)
+
+
+def array_to_tensor(array: np.ndarray) -> tuple[Tensor, bool]:
+    """A numpy image or batch as a channels-first tensor, and whether it is one image. The layout
+    is read from where the size-3 axis is; a shape where either reading fits is refused."""
+    shape = array.shape
+    if array.dtype != np.uint8 and not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"the array: dtype {array.dtype}; expected float in [0, 1] or uint8 (0..255)")
+    if array.ndim not in (3, 4):
+        raise ValueError(
+            f"the array must be (H, W, 3), (3, H, W), (N, H, W, 3) or (N, 3, H, W), got shape {shape}"
+        )
+    first = array.ndim - 3  # the axis of C in a channels-first layout
+    last, channels_first = shape[-1] == 3, shape[first] == 3
+    if last and channels_first:
+        raise ValueError(
+            f"the array: shape {shape} is ambiguous (channels first or last?); pass a torch tensor "
+            "(3, H, W) or (N, 3, H, W)"
+        )
+    if not (last or channels_first):
+        raise ValueError(f"the array needs 3 (RGB) channels, first or last, got shape {shape}")
+    if array.dtype not in (np.uint8, np.float16, np.float32, np.float64):
+        array = array.astype(np.float64)
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if last:
+        tensor = tensor.movedim(-1, -3)
+    return tensor, array.ndim == 3
+
+
 def to_pil(image: Tensor) -> Image.Image:
     """Convert a float image to an 8-bit RGB Pillow image.
 
@@ -369,6 +459,10 @@ def _check_file(path: Path) -> None:
     """Refuse what is not a non-empty regular file, from its status alone (a FIFO is never opened)."""
     try:
         info = path.stat()
+    except ValueError as exc:  # an embedded NUL byte (from a CSV list or an API caller)
+        raise ImageLoadError(
+            path, "unreadable", "the path contains a NUL byte; no file has such a name"
+        ) from exc
     except (FileNotFoundError, NotADirectoryError) as exc:
         if path.is_symlink():
             try:

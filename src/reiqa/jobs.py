@@ -32,7 +32,8 @@ class JobSummary:
     failed: int  # unreadable in this run
     skipped: int  # already in the output from an earlier run
     records: list[ScoreRecord]
-    repair: Repair = field(default_factory=Repair)  # what resuming the output dropped
+    repair: Repair = field(default_factory=Repair)  # what resuming the output dropped or retried
+    failed_in_output: int = 0  # rows without a score in the final output (this run's or earlier)
 
 
 def scoring_provenance(model: ReIQA) -> Provenance:
@@ -76,7 +77,7 @@ def score_to_file(
             records,
         )
     with ScoreOutput(output, scoring_provenance(model), overwrite=overwrite) as out:
-        todo = list(dict.fromkeys(out.todo(paths)))
+        todo = out.todo(paths)
         new: list[ScoreRecord] = []
         batch: list[ScoreRow] = []
         for record in model.score_files(
@@ -96,6 +97,7 @@ def score_to_file(
         skipped=len(paths) - len(todo),
         records=new,
         repair=out.repair,
+        failed_in_output=out.failures(),
     )
 
 

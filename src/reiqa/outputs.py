@@ -1,21 +1,25 @@
-"""Score output files (``.csv``, ``.jsonl``, ``.json``): one writer at a time, a record of what
-produced them, torn rows repaired, failed rows retried.
+"""What reiqa writes for a user: score output files (``.csv``, ``.jsonl``, ``.json``: one writer
+at a time, a record of what produced them, torn rows repaired, failed rows retried), and the rule
+every writer follows, :func:`refuse_to_replace` (an existing output is replaced only with
+``--overwrite``).
 
 An output ``scores.csv`` comes with two hidden files beside it:
 
 - ``.scores.csv.reiqa.json``, the provenance record: which model (an id over its weights and
-  regressor), which feature options, and the folder relative paths were named from. A run that
+  regressor), which feature options, and the folder relative paths were named from (copy it
+  along with the output to resume the copy). A run that
   resumes an output checks it: scores of two models or two option sets are never mixed in one
   file, and an existing file that reiqa did not write is never touched without ``overwrite``.
 - ``.scores.csv.lock``, locked (``flock``) while a run writes, so that a second run on the same
   output stops with a clear error instead of interleaving its rows.
 
 Rows are appended after every batch (flushed and fsynced); a ``.json`` output is built from a
-JSON Lines log (``.scores.json.partial.jsonl``) and written whole, atomically, at the end. When a
-run resumes an output, rows are keyed by the resolved path of their file (so ``a.jpg`` and
-``/abs/a.jpg`` are one file); a torn last row (a crash, a full disk), rows that do not parse, rows
-of files that failed (to be retried) and repeated rows are dropped, and the file is rewritten
-atomically before new rows are appended.
+JSON Lines log (``.scores.json.partial.jsonl``) and written whole, atomically, at the end (the
+finished file stays in place until then). When a run resumes an output, rows are keyed by the
+resolved path of their file (so ``a.jpg`` and ``/abs/a.jpg`` are one file); a torn last row (a
+crash, a full disk), rows that do not parse and repeated rows (the last one is kept) are
+dropped, and the file is rewritten atomically before new rows are appended. Files that failed are
+scored again when a run names them; their old row is replaced when the run ends.
 
 File names that are not valid UTF-8 are kept byte for byte (``surrogateescape``) in CSV and JSON
 Lines files, and as ``\\udcXX`` escapes in JSON.
@@ -23,13 +27,15 @@ Lines files, and as ``\\udcXX`` escapes in JSON.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,22 +106,42 @@ def _hidden(path: Path, tail: str) -> Path:
     return path.with_name(f".{path.name}{tail}")
 
 
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file in ``path``'s folder, flush it to disk, move it over
+    ``path`` (keeping an existing file's permissions) and make the move durable."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "w", newline="", **_ENCODING) as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
 
 
 def _row(path: object, score: object, error: object) -> ScoreRow | None:
-    """A row read back from a file, or None when it is not one of ours (a torn or glued row)."""
-    if not isinstance(path, str) or not path:
+    """A row read back from a file, or None when it is not one of ours (a torn or glued row, a
+    block of zeros left by a power loss)."""
+    if not isinstance(path, str) or not path or "\x00" in path:
         return None
     if score in (None, "") and isinstance(error, str) and error:
         return ScoreRow(path, None, error)
@@ -205,15 +231,17 @@ class ScoreOutput:
     """
 
     def __init__(self, path: Path, provenance: Provenance, *, overwrite: bool = False) -> None:
-        self.path = Path(path)
-        self.kind = output_format(self.path)
+        self.path = Path(os.path.realpath(path))  # a link to an output shares its lock and record
+        self.kind = output_format(Path(path))
         self.provenance = provenance
         self.overwrite = overwrite
         self.record = _hidden(self.path, ".reiqa.json")
         self.log = _hidden(self.path, ".partial.jsonl") if self.kind == "json" else self.path
-        self.done: dict[str, ScoreRow] = {}
+        self.done: dict[str, ScoreRow] = {}  # scored rows by resolved path
+        self.failed: dict[str, ScoreRow] = {}  # failed rows by resolved path, until retried
         self.rows: list[ScoreRow] = []  # every row of the output, in file order (kept and new)
         self.repair = Repair()
+        self._superseded: set[str] = set()  # failed rows a new row replaces
         self._lock_fd: int | None = None
         self._file: Any = None
         self._base = Path.cwd()
@@ -260,18 +288,22 @@ class ScoreOutput:
             self._lock_fd = None
 
     def _existing(self) -> list[Path]:
-        return [p for p in dict.fromkeys((self.path, self.log)) if p.is_file() and p.stat().st_size > 0]
+        """The files holding the rows: the log of an unfinished ``.json`` run holds them all (it
+        took the finished file's rows when it started), else the output itself."""
+        found = [p for p in dict.fromkeys((self.log, self.path)) if p.is_file() and p.stat().st_size > 0]
+        return found[:1]
 
     def _open(self) -> None:
         existing = self._existing()
         if existing and not self.overwrite:
             self._check_record()
-            self._read(existing)
+            self._read(existing[0])
         else:
-            for p in (self.path, self.log):
-                p.unlink(missing_ok=True)
+            self.log.unlink(missing_ok=True)
+            if self.kind != "json":
+                self.path.unlink(missing_ok=True)  # a .json is replaced whole on leaving
         record = {"format": _RECORD_FORMAT, "base": os.fsdecode(self._base), **self.provenance.__dict__}
-        if not existing or self.overwrite or self.repair:
+        if not existing or self.overwrite:
             _write_atomic(self.record, json.dumps(record, indent=1) + "\n")
         new = not self.log.is_file() or self.log.stat().st_size == 0
         self._file = open(self.log, "a", newline="", **_ENCODING)  # noqa: SIM115 - closed in __exit__
@@ -285,40 +317,40 @@ class ScoreOutput:
         except FileNotFoundError:
             raise OutputError(
                 f"{self.path}: exists and was not written by this version of reiqa score (no "
-                f"{self.record.name} beside it); {fix}"
+                f"{self.record.name} beside it; copy it along with the output); {fix}"
             ) from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise OutputError(f"{self.record}: unreadable provenance record ({exc}); {fix}") from exc
         if not isinstance(record, dict) or record.get("format") != _RECORD_FORMAT:
             raise OutputError(f"{self.record}: not a reiqa provenance record; {fix}")
-        theirs = Provenance(
-            str(record.get("model_id")), str(record.get("model_name")), record.get("options") or {}
-        )
+        for name, kind in (("model_id", str), ("model_name", str), ("options", dict), ("base", str)):
+            if not isinstance(record.get(name), kind):
+                raise OutputError(f"{self.record}: field {name!r} is not a {kind.__name__}; {fix}")
+        theirs = Provenance(record["model_id"], record["model_name"], record["options"])
         if theirs.model_id != self.provenance.model_id or theirs.options != self.provenance.options:
             raise OutputError(
                 f"{self.path}: holds scores of {theirs.describe()}; this run uses "
                 f"{self.provenance.describe()}. Scores of two models or option sets must not be "
                 f"mixed in one file: {fix}"
             )
-        self._base = Path(str(record.get("base") or self._base))
+        base = Path(record["base"])
+        # relative rows were named from this folder; if it moved, from where the output is now
+        self._base = base if base.is_dir() else self.path.parent
 
-    def _read(self, existing: list[Path]) -> None:
-        rows: list[ScoreRow] = []
-        for p in existing:  # for .json: the finished file first, then the log of a later run
-            if p == self.path and self.kind == "json":
-                rows.extend(self._read_json(p))
-                continue
-            data = p.read_text(**_ENCODING)
+    def _read(self, source: Path) -> None:
+        if source == self.path and self.kind == "json":
+            rows = self._read_json(source)
+        else:
+            data = source.read_text(**_ENCODING)
             complete = data[: data.rfind("\n") + 1]  # a last line without its newline is torn
             self.repair.torn += bool(data[len(complete) :].strip())
             try:
-                found, dropped = (_csv_rows if self.kind == "csv" else _jsonl_rows)(complete)
+                rows, dropped = (_csv_rows if self.kind == "csv" else _jsonl_rows)(complete)
             except (ValueError, csv.Error) as exc:
                 raise OutputError(
-                    f"{p}: not a reiqa score table ({exc}); pass --overwrite to start it over, or give "
-                    "another --output"
+                    f"{source}: not a reiqa score table ({exc}); pass --overwrite to start it over, or "
+                    "give another --output"
                 ) from exc
-            rows.extend(found)
             self.repair.torn += dropped
         kept: dict[str, ScoreRow] = {}
         for row in rows:
@@ -327,15 +359,13 @@ class ScoreOutput:
                 self.repair.repeated += 1
                 del kept[key]  # the later row wins, in the later place
             kept[key] = row
-        self.repair.retried = sum(r.score is None for r in kept.values())
+        self.rows = list(kept.values())
         self.done = {k: r for k, r in kept.items() if r.score is not None}
-        self.rows = list(self.done.values())
+        self.failed = {k: r for k, r in kept.items() if r.score is None}
         if self.repair or self.kind == "json":
             # a .json output is rebuilt from the log on leaving, so the log takes all its rows
             header = self.kind == "csv"
             _write_atomic(self.log, _format_rows("csv" if header else "jsonl", self.rows, header=header))
-            if self.kind == "json":
-                self.path.unlink(missing_ok=True)
 
     def _read_json(self, path: Path) -> list[ScoreRow]:
         try:
@@ -355,16 +385,30 @@ class ScoreOutput:
 
     @staticmethod
     def _resolve(base: Path, path: str | os.PathLike[str]) -> str:
-        return os.path.normcase(os.path.realpath(base / os.fspath(path)))
+        try:
+            return os.path.normcase(os.path.realpath(base / os.fspath(path)))
+        except ValueError:  # a NUL byte: no such file can exist, keep the name as it is
+            return os.fspath(path)
 
     def key(self, path: str | os.PathLike[str]) -> str:
         """The resolved path a file named in this run is known by (rows read from the file are
         resolved from the folder the output's first run was started in)."""
         return self._resolve(Path.cwd(), path)
 
-    def todo(self, paths: Iterable[Path]) -> Iterator[Path]:
-        """The paths not yet scored in this output."""
-        return (p for p in paths if self.key(p) not in self.done)
+    def todo(self, paths: Iterable[Path]) -> list[Path]:
+        """The paths not yet scored in this output, each file once (by resolved path); files
+        that failed before are among them, and counted in ``repair.retried``."""
+        out: dict[str, Path] = {}
+        for p in paths:
+            key = self.key(p)
+            if key not in self.done and key not in out:
+                out[key] = p
+        self.repair.retried = sum(key in self.failed for key in out)
+        return list(out.values())
+
+    def failures(self) -> int:
+        """Rows of the output that hold no score (after this run's rows)."""
+        return sum(r.score is None for r in self.rows)
 
     def _append(self, text: str) -> None:
         self._file.write(text)
@@ -373,21 +417,34 @@ class ScoreOutput:
 
     def write(self, rows: Iterable[ScoreRow]) -> None:
         """Append rows (flushed to disk). A relative path is written as given when this run
-        started in the output's base folder, else made absolute, so it resolves the same later."""
+        started in the output's base folder, else made absolute, so it resolves the same later.
+        A row for a file that failed before replaces that row (in the file when the run ends)."""
         cwd = Path.cwd()
-        if cwd != self._base:
-            rows = (
-                r if os.path.isabs(r.path) else ScoreRow(os.path.abspath(r.path), r.score, r.error)
-                for r in rows
-            )
-        rows = list(rows)
-        self.rows.extend(rows)
-        self._append(_format_rows("csv" if self.kind == "csv" else "jsonl", rows, header=False))
+        fixed = []
+        for r in rows:
+            if cwd != self._base and not os.path.isabs(r.path):
+                r = ScoreRow(os.path.abspath(r.path), r.score, r.error)
+            key = self._resolve(self._base, r.path)
+            if key in self.failed:
+                self._superseded.add(key)
+            fixed.append(r)
+        self.rows.extend(fixed)
+        self._append(_format_rows("csv" if self.kind == "csv" else "jsonl", fixed, header=False))
 
     def __exit__(self, *exc_info: object) -> None:
         try:
             if self._file is not None:
                 self._file.close()
+            if self._superseded:  # drop the old rows of retried files: the last row of a file wins
+                last = {self._resolve(self._base, r.path): i for i, r in enumerate(self.rows)}
+                self.rows = [
+                    r for i, r in enumerate(self.rows) if last[self._resolve(self._base, r.path)] == i
+                ]
+                if self.kind != "json":
+                    header = self.kind == "csv"
+                    _write_atomic(
+                        self.log, _format_rows("csv" if header else "jsonl", self.rows, header=header)
+                    )
             if self.kind == "json":
                 items = [{"path": r.path, "score": r.score, "error": r.error} for r in self.rows]
                 _write_atomic(self.path, json.dumps(items, indent=1) + "\n")
