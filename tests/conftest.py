@@ -23,3 +23,27 @@ def textured_images(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
     edges = ((xs + 0.5 * ys + offsets) % 0.5 > 0.25).float()
     texture = torch.rand(n, 3, h, w, generator=g)
     return (0.55 * smooth + 0.3 * edges + 0.15 * texture).clamp(0.0, 1.0)
+
+
+def save_tiny_bundle(folder, seed: int = 0, name: str = "test model"):
+    """A small model folder (a random ResNet-18 quality encoder and a ridge fitted on random
+    features) for tests of scoring, written to ``folder``; returns the folder."""
+    import numpy as np
+
+    from reiqa.bundle import ScoreSpec, assemble
+    from reiqa.models.backbones import build_backbone
+    from reiqa.regress import QualityRegressor
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    regressor = QualityRegressor(alphas=(1.0,)).fit(rng.normal(size=(12, 1024)), rng.uniform(0, 100, 12))
+    model = assemble(
+        build_backbone("resnet18"),
+        None,
+        regressor,
+        quality_arch="resnet18",
+        content_arch=None,
+        name=name,
+        score=ScoreSpec(range=(0, 100)),
+    )
+    return model.save(folder)

@@ -16,31 +16,19 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import reiqa
-from reiqa.bundle import ScoreSpec, assemble
+from reiqa.bundle import assemble
 from reiqa.cli import app
 from reiqa.errors import ModelError
 from reiqa.models.backbones import build_backbone
 from reiqa.regress import QualityRegressor
-from tests.conftest import textured_images
+from tests.conftest import save_tiny_bundle, textured_images
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    regressor = QualityRegressor(alphas=(1.0,)).fit(rng.normal(size=(12, 1024)), rng.uniform(0, 100, 12))
-    model = assemble(
-        build_backbone("resnet18"),
-        None,
-        regressor,
-        quality_arch="resnet18",
-        content_arch=None,
-        name="test model",
-        score=ScoreSpec(range=(0, 100)),
-    )
-    return model.save(tmp_path_factory.mktemp("model") / "bundle")
+    return save_tiny_bundle(tmp_path_factory.mktemp("model") / "bundle")
 
 
 def _rows(path: Path) -> list[dict]:

@@ -14,34 +14,15 @@ import pytest
 import torch
 from PIL import Image
 
-from reiqa.bundle import ScoreSpec, assemble
 from reiqa.cli import main
-from reiqa.models.backbones import build_backbone
 from reiqa.outputs import ScoreOutput
-from reiqa.regress import QualityRegressor
-from tests.conftest import textured_images
-
-
-def _model(folder: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    regressor = QualityRegressor(alphas=(1.0,)).fit(rng.normal(size=(12, 1024)), rng.uniform(0, 100, 12))
-    model = assemble(
-        build_backbone("resnet18"),
-        None,
-        regressor,
-        quality_arch="resnet18",
-        content_arch=None,
-        name=f"test model {seed}",
-        score=ScoreSpec(range=(0, 100)),
-    )
-    return model.save(folder)
+from tests.conftest import save_tiny_bundle, textured_images
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("models")
-    return _model(root / "a", 0), _model(root / "b", 1)
+    return save_tiny_bundle(root / "a", 0, "test model 0"), save_tiny_bundle(root / "b", 1, "test model 1")
 
 
 def _photo(path: Path, seed: int = 0, size: tuple[int, int] = (48, 64)) -> Path:
@@ -253,7 +234,6 @@ def test_evaluate_scores_take_root_for_relative_names(models, photos, tmp_path, 
 
 
 def test_a_non_finite_score_is_a_failure_not_a_score(models, photos, tmp_path, capsys, monkeypatch) -> None:
-    import numpy as np
 
     from reiqa.bundle import load
 

@@ -27,19 +27,17 @@ Lines files, and as ``\\udcXX`` escapes in JSON.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
 import os
-import secrets
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reiqa.atomic import write_text_atomic
 from reiqa.errors import OutputError
 
 try:  # POSIX; on Windows the lock is skipped (see ScoreOutput._lock)
@@ -106,36 +104,8 @@ def _hidden(path: Path, tail: str) -> Path:
     return path.with_name(f".{path.name}{tail}")
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file in ``path``'s folder, flush it to disk, move it over
-    ``path`` (keeping an existing file's permissions) and make the move durable."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "w", newline="", **_ENCODING) as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(OSError):
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    write_text_atomic(path, text, errors="surrogateescape")
 
 
 def _row(path: object, score: object, error: object) -> ScoreRow | None:

@@ -27,30 +27,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from reiqa.atomic import fsync_dir, write_bytes_atomic
 from reiqa.errors import CheckpointError
 from reiqa.models.backbones import build_backbone
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _save_tensors(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
@@ -69,17 +48,17 @@ def save_checkpoint(directory: Path, *, model: nn.Module, config_json: str, stat
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     _save_tensors(model.state_dict(), tmp / "model.safetensors", {"config": config_json})
-    _write_bytes_atomic(tmp / "config.json", config_json.encode("utf-8"))
+    write_bytes_atomic(tmp / "config.json", config_json.encode("utf-8"))
     state_tmp = tmp / "state.pt"
     torch.save(state, state_tmp)
     with open(state_tmp, "rb") as f:
         os.fsync(f.fileno())
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(directory, old)
     os.replace(tmp, directory)
-    _fsync_dir(directory.parent)
+    fsync_dir(directory.parent)
     shutil.rmtree(old, ignore_errors=True)
     return directory
 
@@ -140,7 +119,7 @@ def save_encoder(
     path_stem.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": "reiqa-encoder", "version": 1, "arch": arch, "input_norm": input_norm, **(info or {})}
     _save_tensors(backbone.state_dict(), path_stem.with_suffix(".safetensors"), {"reiqa": json.dumps(meta)})
-    _write_bytes_atomic(path_stem.with_suffix(".json"), json.dumps(meta, indent=2).encode("utf-8"))
+    write_bytes_atomic(path_stem.with_suffix(".json"), json.dumps(meta, indent=2).encode("utf-8"))
     return path_stem.with_suffix(".json")
 
 
