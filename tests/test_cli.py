@@ -143,3 +143,31 @@ def test_pretrain_rejects_a_bad_override(tmp_path) -> None:
         ],
     )
     assert isinstance(result.exception, ConfigError) and "epochs" in str(result.exception)
+
+
+def test_the_cli_limit_is_the_loaders_limit() -> None:
+    from reiqa import cli, io
+
+    assert cli.DEFAULT_MAX_PIXELS == io.DEFAULT_MAX_PIXELS
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["score", "--help"],
+        ["features", "--help"],
+        ["score"],
+        ["score", "x.jpg", "--batch-size", "0"],
+    ],
+)
+def test_help_and_argument_errors_never_import_torch(args) -> None:
+    code = (
+        "import sys\n"
+        "from reiqa.cli import main\n"
+        f"sys.argv = ['reiqa', *{args!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr

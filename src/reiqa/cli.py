@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from reiqa.errors import ReiqaError
-from reiqa.io import DEFAULT_MAX_PIXELS
+
+# reiqa.io.DEFAULT_MAX_PIXELS, written out so that --help and argument errors never import torch
+# (reiqa.io does); tests/test_cli.py checks that the two agree.
+DEFAULT_MAX_PIXELS = 1 << 28
 
 if TYPE_CHECKING:
     from reiqa.features import FeatureTable
