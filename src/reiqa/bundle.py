@@ -420,7 +420,8 @@ def _load_backbone(directory: Path, spec: EncoderSpec, role: str) -> torch.nn.Mo
         state = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types for torn or empty files
         raise ModelError(f"{path}: unreadable safetensors file ({exc})") from exc
-    backbone = build_backbone(spec.arch)
+    with torch.device("meta"):  # shapes only: random initialisation would be thrown away (0.15 s)
+        backbone = build_backbone(spec.arch, initialise=False)
     own = backbone.state_dict()
     for key, value in state.items():
         if key in own and own[key].is_floating_point() != value.is_floating_point():
@@ -432,7 +433,7 @@ def _load_backbone(directory: Path, spec: EncoderSpec, role: str) -> torch.nn.Mo
         if nonfinite and not torch.isfinite(value).all():
             raise ModelError(f"{path}: tensor {key!r} contains NaN or infinity")
     try:
-        load_state_strict(backbone, state, path)
+        load_state_strict(backbone, state, path, assign=True)
     except CheckpointError as exc:
         raise ModelError(f"{exc} (a {spec.arch}, as {role}.arch in model.json says)") from exc
     return backbone

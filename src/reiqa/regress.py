@@ -15,9 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import optimize, stats
-from sklearn.linear_model import ElasticNet, Ridge
-from sklearn.model_selection import KFold
 
 from reiqa.errors import RegressorError
 
@@ -29,6 +26,8 @@ DEFAULT_PAIR_WEIGHTS = (0.0, 0.01, 0.1, 1.0, 10.0)
 
 
 def srcc(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy import stats  # fitting only: scoring (predict) needs numpy alone
+
     value = stats.spearmanr(a, b).statistic
     return float(value) if np.isfinite(value) else 0.0
 
@@ -56,6 +55,8 @@ def ranked_ridge(
         value = w @ gw - 2 * w @ zty + alpha * w @ w + weight * hinge @ hinge
         grad = 2 * gw - 2 * zty + 2 * alpha * w - 2 * weight * (dz.T @ hinge)
         return float(value), grad
+
+    from scipy import optimize
 
     result = optimize.minimize(objective, ridge_w, jac=True, method="L-BFGS-B", options={"maxiter": 1000})
     if not result.success:
@@ -120,6 +121,8 @@ class QualityRegressor:
         return np.array([srcc(self._model(a, r).fit(z, y).predict(z_eval), y_eval) for a, r in grid])
 
     def _model(self, alpha: float, l1_ratio: float | None):
+        from sklearn.linear_model import ElasticNet, Ridge
+
         if self.method == "ridge":
             return Ridge(alpha=alpha)
         return ElasticNet(alpha=alpha, l1_ratio=l1_ratio, max_iter=5000)
@@ -176,6 +179,8 @@ class QualityRegressor:
             folds = min(self.folds, len(y))
             if folds < 2:
                 raise RegressorError("need a validation set or at least 2 samples for cross-validation")
+            from sklearn.model_selection import KFold
+
             splits = KFold(folds, shuffle=True, random_state=self.seed).split(z)
             scores = np.mean([self._scores(z[tr], y[tr], z[te], y[te]) for tr, te in splits], axis=0)
             how = f"{folds}-fold cross-validation"
@@ -221,6 +226,8 @@ class QualityRegressor:
         folds = min(self.folds, len(y), len(dz))
         if folds < 2:
             raise RegressorError(f"need at least 2 pairs to choose the pair weight, got {len(dz)}")
+        from sklearn.model_selection import KFold
+
         row_folds = list(KFold(folds, shuffle=True, random_state=self.seed).split(z))
         pair_folds = list(KFold(folds).split(dz))  # contiguous blocks: one photo's links together
         table = {}

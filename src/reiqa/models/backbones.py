@@ -1,5 +1,6 @@
-"""Feature backbones without the classifier: (N, 3, H, W) -> (N, D) pooled. torchvision ResNets
-(the encoders Re-IQA trains) and EfficientNet-Lite0 (an ImageNet content encoder)."""
+"""Feature backbones without the classifier: (N, 3, H, W) -> (N, D) pooled. ResNets built as
+torchvision builds them (``reiqa.models.resnet``: the encoders Re-IQA trains) and EfficientNet-Lite0
+(an ImageNet content encoder)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from torchvision import models
 
 from reiqa.errors import UnknownNameError
 from reiqa.models.efficientnet_lite import efficientnet_lite0
+from reiqa.models.resnet import resnet18, resnet34, resnet50
 
 #: name -> (constructor, pooled feature dimension)
 BACKBONES: dict[str, tuple[Callable[..., nn.Module], int]] = {
-    "resnet18": (models.resnet18, 512),
-    "resnet34": (models.resnet34, 512),
-    "resnet50": (models.resnet50, 2048),
+    "resnet18": (resnet18, 512),
+    "resnet34": (resnet34, 512),
+    "resnet50": (resnet50, 2048),
     "efficientnet_lite0": (efficientnet_lite0, 1280),
 }
 
@@ -43,13 +44,15 @@ def _lookup(arch: str) -> tuple[Callable[..., nn.Module], int]:
     return BACKBONES[arch]
 
 
-def build_backbone(arch: str) -> nn.Module:
+def build_backbone(arch: str, *, initialise: bool = True) -> nn.Module:
     """A randomly initialised backbone that returns the global-average-pooled feature, its width
-    in ``feature_dim``. ResNets are torchvision's (Kaiming fan-out convs, BN weight 1 and bias 0,
-    as the official training) with ``fc`` the identity; their parameter names are torchvision's,
-    which the official checkpoints also use. EfficientNet-Lite0 is ``reiqa.models.efficientnet_lite``."""
+    in ``feature_dim``. ResNets are torchvision's (``reiqa.models.resnet``: Kaiming fan-out convs,
+    BN weight 1 and bias 0, as the official training) with ``fc`` the identity; their parameter
+    names are torchvision's, which the official checkpoints also use. EfficientNet-Lite0 is
+    ``reiqa.models.efficientnet_lite``. ``initialise=False`` skips the ResNets' initialisation
+    loop, for weights that are loaded right after."""
     constructor, dim = _lookup(arch)
-    net = constructor(weights=None)
+    net = constructor(weights=None, initialise=initialise)
     if hasattr(net, "fc"):
         net.fc = nn.Identity()
     net.feature_dim = dim

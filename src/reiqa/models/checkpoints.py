@@ -86,8 +86,11 @@ def load_checkpoint(directory: Path) -> tuple[str, dict[str, Tensor], dict[str, 
     return config_json, weights, state
 
 
-def load_state_strict(module: nn.Module, state: dict[str, Tensor], source: object) -> None:
-    """load_state_dict(strict) with an error that names the keys that differ and the file."""
+def load_state_strict(
+    module: nn.Module, state: dict[str, Tensor], source: object, *, assign: bool = False
+) -> None:
+    """load_state_dict(strict) with an error that names the keys that differ and the file.
+    ``assign``: take the given tensors as the module's (for a module built on the meta device)."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -105,7 +108,7 @@ def load_state_strict(module: nn.Module, state: dict[str, Tensor], source: objec
                 f"model {tuple(own[k].shape)})"
             )
         raise CheckpointError(f"{source}: does not fit the model: " + "; ".join(parts))
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(state, strict=True, assign=assign)
 
 
 # -- trained encoders for feature extraction -----------------------------------------------------
