@@ -1,5 +1,7 @@
 """The ``reiqa`` command line. Each command parses its arguments, calls one library function and
-formats the result; a ``ReiqaError`` becomes ``error: <message>`` and exit status 1."""
+formats the result; a ``ReiqaError`` or ``OSError`` becomes one line ``error: <message>`` and exit
+status 1 (see :func:`main`). Nothing here imports torch at module level, so ``--help`` and
+argument errors are instant."""
 
 from __future__ import annotations
 
