@@ -133,8 +133,10 @@ def _csv_rows(text: str) -> tuple[list[ScoreRow], int]:
     rows, dropped = [], 0
     for fields in reader:
         row = _row(*fields) if len(fields) == 3 else None
-        rows.append(row) if row is not None else None
-        dropped += row is None
+        if row is None:
+            dropped += 1
+        else:
+            rows.append(row)
     return rows, dropped
 
 
@@ -148,8 +150,10 @@ def _jsonl_rows(text: str) -> tuple[list[ScoreRow], int]:
         except json.JSONDecodeError:
             item = None
         row = _row(item.get("path"), item.get("score"), item.get("error")) if isinstance(item, dict) else None
-        rows.append(row) if row is not None else None
-        dropped += row is None
+        if row is None:
+            dropped += 1
+        else:
+            rows.append(row)
     return rows, dropped
 
 
@@ -169,8 +173,8 @@ def _format_rows(kind: str, rows: Iterable[ScoreRow], *, header: bool) -> str:
 
 @dataclass
 class Repair:
-    """What opening an existing output changed: torn or unreadable rows dropped, failed rows
-    dropped to be retried, repeated rows dropped (the last one kept)."""
+    """What resuming an output did: torn or unreadable rows dropped, repeated rows dropped (the
+    last one kept), files that had failed and are scored again in this run."""
 
     torn: int = 0
     retried: int = 0
