@@ -126,36 +126,40 @@ def save_encoder(
     return path_stem.with_suffix(".json")
 
 
+def _read_description(meta_path: Path) -> dict[str, Any]:
+    """An encoder's ``.json`` description, checked to be one (CheckpointError naming the file)."""
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{meta_path}: unreadable encoder description: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != "reiqa-encoder":
+        raise CheckpointError(f"{meta_path}: not a reiqa encoder description")
+    return meta
+
+
 def load_encoder(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     """Load a backbone saved by :func:`save_encoder` (give the .json or .safetensors path)."""
     path = Path(path)
     meta_path, weights_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
     if not meta_path.is_file() or not weights_path.is_file():
         raise FileNotFoundError(f"{path}: needs both {meta_path.name} and {weights_path.name}")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("format") != "reiqa-encoder":
-        raise CheckpointError(f"{meta_path}: not a reiqa encoder description")
+    meta = _read_description(meta_path)
     backbone = build_backbone(meta["arch"])
     load_state_strict(backbone, load_file(str(weights_path)), weights_path)
     return backbone, meta
 
 
-def load_backbone_weights(path: str | Path, *, arch: str, input_norm: str) -> dict[str, Tensor]:
-    """The backbone weights of ``path`` for warm-starting a ``arch`` encoder: a reiqa encoder
+def warm_start(backbone: nn.Module, path: str | Path, *, arch: str, input_norm: str) -> None:
+    """Load into ``backbone`` (a ``arch`` encoder's) the weights of ``path``: a reiqa encoder
     (``.json`` + ``.safetensors``, checked to be ``arch`` with ``input_norm``) or a bare
     ``.safetensors`` of that backbone (e.g. a bundle's ``content.safetensors``). Raises
-    CheckpointError naming the file when it is missing or of another kind."""
+    CheckpointError naming the file when it is missing, of another kind, or does not fit."""
     path = Path(path)
     meta_path, weights_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: warm-start weights not found (model.init)")
     if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{meta_path}: unreadable encoder description: {exc}") from exc
-        if not isinstance(meta, dict) or meta.get("format") != "reiqa-encoder":
-            raise CheckpointError(f"{meta_path}: not a reiqa encoder description")
+        meta = _read_description(meta_path)
         if meta.get("arch") != arch:
             raise CheckpointError(f"{meta_path}: a {meta.get('arch')!r} encoder, the config trains {arch!r}")
         if meta.get("input_norm") != input_norm:
@@ -167,8 +171,7 @@ def load_backbone_weights(path: str | Path, *, arch: str, input_norm: str) -> di
         weights = load_file(str(weights_path))
     except Exception as exc:  # safetensors raises its own error types for torn files
         raise CheckpointError(f"{weights_path}: unreadable safetensors file: {exc}") from exc
-    load_state_strict(build_backbone(arch), weights, weights_path)
-    return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+    load_state_strict(backbone, weights, weights_path)  # copies into the backbone's float32
 
 
 def export_encoder(checkpoint_dir: Path, path_stem: Path) -> Path:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from reiqa import dist
-from reiqa.models.checkpoints import load_backbone_weights
+from reiqa.models.checkpoints import warm_start
 from reiqa.models.moco import Encoder, MoCo
 from reiqa.train.config import TrainConfig, effective_lr
 from reiqa.train.optim import build_optimizer
@@ -49,8 +49,7 @@ def build_model(cfg: TrainConfig) -> MoCo:
         input_norm=cfg.model.input_norm,
     )
     if cfg.model.init is not None:
-        weights = load_backbone_weights(cfg.model.init, arch=cfg.model.arch, input_norm=cfg.model.input_norm)
-        encoder.backbone.load_state_dict(weights, strict=True)
+        warm_start(encoder.backbone, cfg.model.init, arch=cfg.model.arch, input_norm=cfg.model.input_norm)
     return MoCo(
         encoder,
         queue_size=cfg.moco.queue_size,
