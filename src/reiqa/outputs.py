@@ -410,9 +410,10 @@ class ScoreOutput:
             if self._file is not None:
                 self._file.close()
             if self._superseded:  # drop the old rows of retried files: the last row of a file wins
-                last = {self._resolve(self._base, r.path): i for i, r in enumerate(self.rows)}
+                keys = [self._resolve(self._base, r.path) for r in self.rows]  # one realpath per row
+                last = {key: i for i, key in enumerate(keys)}
                 self.rows = [
-                    r for i, r in enumerate(self.rows) if last[self._resolve(self._base, r.path)] == i
+                    r for i, (r, key) in enumerate(zip(self.rows, keys, strict=True)) if last[key] == i
                 ]
                 if self.kind != "json":
                     header = self.kind == "csv"
