@@ -397,6 +397,17 @@ def header_edit(data: bytes, rng: np.random.Generator, fmt: str) -> tuple[str, b
     raise ValueError(f"no header edit for {fmt}")
 
 
+def _edit(items: list, i: int, action: str, rng: np.random.Generator) -> None:
+    """Duplicate, remove, or swap with another (drawn from ``rng``) item ``i`` of ``items``."""
+    if action == "dup":
+        items.insert(i, items[i])
+    elif action == "drop":
+        del items[i]
+    else:
+        j = _offset(rng, len(items))
+        items[i], items[j] = items[j], items[i]
+
+
 def chunks_edit(data: bytes, rng: np.random.Generator, fmt: str) -> tuple[str, bytes]:
     """Duplicate, remove or reorder a PNG chunk, JPEG segment or WebP RIFF chunk."""
     action = rng.choice(["dup", "drop", "swap"])
@@ -407,24 +418,12 @@ def chunks_edit(data: bytes, rng: np.random.Generator, fmt: str) -> tuple[str, b
         if critical and rng.random() < 0.5:  # aim at the chunks the decoder needs most
             i = critical[_offset(rng, len(critical))]
         name = chunks[i][0].decode("latin-1").lower() if chunks[i][0].isalpha() else ""
-        if action == "dup":
-            chunks.insert(i, chunks[i])
-        elif action == "drop":
-            del chunks[i]
-        else:
-            j = _offset(rng, len(chunks))
-            chunks[i], chunks[j] = chunks[j], chunks[i]
+        _edit(chunks, i, action, rng)
         return f"chunk{action}{name}", _png_join(chunks)
     if fmt == "jpeg":
         segments, rest = _jpeg_segments(data)
         i = _offset(rng, len(segments))
-        if action == "dup":
-            segments.insert(i, segments[i])
-        elif action == "drop":
-            del segments[i]
-        else:
-            j = _offset(rng, len(segments))
-            segments[i], segments[j] = segments[j], segments[i]
+        _edit(segments, i, action, rng)
         if rng.random() < 0.2:
             rest = rest[: len(rest) - 2]  # no EOI marker
         return f"segment{action}", data[:2] + b"".join(segments) + rest
@@ -436,13 +435,7 @@ def chunks_edit(data: bytes, rng: np.random.Generator, fmt: str) -> tuple[str, b
             chunks.append(data[pos:end])
             pos = end
         i = _offset(rng, len(chunks))
-        if action == "dup":
-            chunks.insert(i, chunks[i])
-        elif action == "drop":
-            del chunks[i]
-        else:
-            j = _offset(rng, len(chunks))
-            chunks[i], chunks[j] = chunks[j], chunks[i]
+        _edit(chunks, i, action, rng)
         body = b"WEBP" + b"".join(chunks)
         return f"riff{action}", b"RIFF" + struct.pack("<I", len(body)) + body
     return range_dup_drop(data, rng, fmt)
