@@ -21,6 +21,7 @@ from reiqa.errors import ImageLoadError
 from reiqa.io import (
     IMAGE_SUFFIXES,
     LoadResult,
+    decode_image,
     file_signature,
     load_image,
     load_images,
@@ -284,6 +285,45 @@ def test_exif_orientation_is_applied(tmp_path: Path, name: str) -> None:
     torch.testing.assert_close(expected[:, 0, 0], torch.tensor([0.0, 0, 1]))
     torch.testing.assert_close(expected[:, 0, 1], torch.tensor([1.0, 0, 0]))
     torch.testing.assert_close(t, expected, atol=0.05 if name.endswith(".jpg") else 1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["o.jpg", "o.png", "o.webp", "o.gif", "o.tiff"])
+def test_decode_image_from_memory_equals_load_image(tmp_path: Path, name: str) -> None:
+    """Uploads (reiqa serve) are decoded from bytes with the file path's decoders and checks."""
+    im = Image.fromarray(_pixels(9, 13, seed=4))
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(tmp_path / name, **({"exif": exif} if name.endswith((".jpg", ".png", ".webp")) else {}))
+    data = (tmp_path / name).read_bytes()
+    from_file = load_image(tmp_path / name)
+    torch.testing.assert_close(
+        decode_image(data, "upload.bin"), from_file, atol=0, rtol=0
+    )  # no suffix needed
+    if name in ("o.jpg", "o.png", "o.webp"):
+        assert from_file.shape[1:] == (13, 9)  # the orientation was applied
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "reason"),
+    [
+        (b"", "e.png", "empty"),
+        (b"plain text", "t.jpg", "not-an-image"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "v.png", "unsupported-format"),
+        (None, "cut.png", "truncated"),
+        (None, "huge.png", "too-many-pixels"),
+    ],
+)
+def test_decode_image_errors_name_the_upload(
+    tmp_path: Path, data: bytes | None, name: str, reason: str
+) -> None:
+    Image.fromarray(_pixels(40, 40)).save(tmp_path / "ok.png")
+    whole = (tmp_path / "ok.png").read_bytes()
+    if data is None:
+        data = whole[: len(whole) // 2] if name == "cut.png" else whole
+    with pytest.raises(ImageLoadError) as info:
+        decode_image(data, name, max_pixels=100 if name == "huge.png" else 10_000)
+    assert info.value.reason == reason
+    assert str(info.value).startswith(f"{name}: ")
 
 
 def test_one_pixel_image(tmp_path: Path) -> None:

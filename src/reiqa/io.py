@@ -30,7 +30,9 @@ import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
+from io import BytesIO
+from pathlib import Path, PurePath
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -48,6 +50,7 @@ __all__ = [
     "LoadResult",
     "array_to_tensor",
     "check_images",
+    "decode_image",
     "file_signature",
     "load_image",
     "load_images",
@@ -527,12 +530,16 @@ def _check_format(path: Path) -> None:
         head = _read_head(path)
     except OSError as exc:
         raise ImageLoadError(path, "unreadable", f"cannot read it ({type(exc).__name__}: {exc})") from exc
-    by_suffix = _SUFFIX_KINDS.get(path.suffix.lower())
+    _check_head(path, head, path.suffix)
+
+
+def _check_head(label: object, head: bytes, suffix: str) -> None:
+    by_suffix = _SUFFIX_KINDS.get(suffix.lower())
     kind = by_suffix if by_suffix in _NEVER_DECODED else _signature(head) or by_suffix
     if kind in _NEVER_DECODED:
-        raise ImageLoadError(path, "unsupported-format", _NEVER_DECODED[kind])
+        raise ImageLoadError(label, "unsupported-format", _NEVER_DECODED[kind])
     if kind in _NEEDS_DECODER and _decoder_missing(kind):
-        raise ImageLoadError(path, "unsupported-format", _NEEDS_DECODER[kind])
+        raise ImageLoadError(label, "unsupported-format", _NEEDS_DECODER[kind])
 
 
 @contextmanager
@@ -557,7 +564,7 @@ _DECODER_DIRS = tuple(
 _OTHER_WARNINGS: dict[object, object] = {}  # so that "once" and "default" filters still show them once
 
 
-def _warn_again(path: Path, caught: list[warnings.WarningMessage]) -> None:
+def _warn_again(path: object, caught: list[warnings.WarningMessage]) -> None:
     """Raise again the warnings recorded while ``path`` was decoded: the decoders' ones as
     "{path}: {message}" from the caller of :func:`load_image`, any other (from another thread
     meanwhile) unchanged."""
@@ -642,10 +649,47 @@ def load_image(
         _warn_again(path, caught)
 
 
-def _decode(path: Path, background: tuple[float, float, float], max_pixels: int | None) -> Tensor:
+def decode_image(
+    data: bytes,
+    name: str,
+    *,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Tensor:
+    """:func:`load_image` for an image held in memory (an upload): the same decoders, checks,
+    orientation and errors, with ``name`` in messages instead of a path. ``name`` is only a
+    label (its suffix helps to recognise the format, as a file's does); nothing is written to
+    disk.
+
+    Raises:
+        ImageLoadError: as :func:`load_image`; ``path`` is ``name``.
+        ValueError: ``background`` or ``max_pixels`` is invalid.
+    """
+    _check_background(background)
+    if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 1):
+        raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
+    if not data:
+        raise ImageLoadError(name, "empty", "the upload is empty (0 bytes)")
+    _check_head(name, data[:_HEAD_BYTES], PurePath(name).suffix)
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with _recording_warnings(caught):
+            return _decode(BytesIO(data), background, max_pixels, label=name)
+    finally:
+        _warn_again(name, caught)
+
+
+def _decode(
+    source: Path | BinaryIO,
+    background: tuple[float, float, float],
+    max_pixels: int | None,
+    *,
+    label: object = None,
+) -> Tensor:
+    path = source if label is None else label
     try:
         with _pillow_bomb_check_off():  # reads the header only, so the lock is held briefly
-            im = Image.open(path)
+            im = Image.open(source)
     except UnidentifiedImageError as exc:
         raise ImageLoadError(
             path, "not-an-image", "not an image file, or in a format Pillow cannot read"
