@@ -47,6 +47,31 @@ def test_every_kind_of_input_gets_the_score_of_its_file(model, photo, tmp_path) 
     assert model.score([path, tmp_path / "missing.png"])[0] == same
 
 
+def test_score_images_of_mixed_sizes_equal_score_files(model, tmp_path) -> None:
+    """The service's path (decoded images of any sizes, batched by size) gives the CLI's scores."""
+    from reiqa.io import load_image, save_image
+
+    images = textured_images(3, 64, 96, seed=5)
+    paths = []
+    for i, image in enumerate([images[0], images[1][:, :48, :80], images[2]]):
+        paths.append(save_image(image, tmp_path / f"{i}.png"))
+    expected = [r.score for r in model.score_files(paths)]
+    got = model.score_images([load_image(p) for p in paths])
+    assert got == pytest.approx(expected, abs=1e-4)
+    assert model.score_images([]).shape == (0,)
+    with pytest.raises(ValueError, match="image 1"):
+        model.score_images([load_image(paths[0]), torch.zeros(1, 8, 8)])
+
+
+def test_model_id_follows_the_regressor(model) -> None:
+    import copy
+
+    other = copy.deepcopy(model)
+    assert other.model_id == model.model_id and len(model.model_id) == 16
+    other.regressor.intercept_ = model.regressor.intercept_ + 1.0
+    assert other.model_id != model.model_id
+
+
 def test_float_images_may_overshoot_one_by_rounding(model) -> None:
     white = torch.ones(3, 16, 16)
     assert model.score(white + 5e-7) == pytest.approx(model.score(white), abs=1e-6)

@@ -19,6 +19,7 @@ file, finite values, the shapes of the architecture, the regressor's width): a p
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -35,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from reiqa.errors import CheckpointError, ConfigError, ModelError, RegressorError
-from reiqa.features import FeatureModel, FeatureOptions, encode, iter_features
+from reiqa.features import FeatureModel, FeatureOptions, encode, encode_mixed, iter_features
 from reiqa.io import DEFAULT_MAX_PIXELS, array_to_tensor, check_images, load_image, to_tensor
 from reiqa.models.backbones import BACKBONES, NORMS, build_backbone
 from reiqa.models.checkpoints import load_encoder, load_state_strict
@@ -266,6 +267,18 @@ class ReIQA:
         options = dataclasses.replace(self.card.features, max_side=value)
         self.card = dataclasses.replace(self.card, features=options)
 
+    @property
+    def model_id(self) -> str:
+        """16 hex digits over what the scores depend on: the encoders' weights, the feature
+        options and the regressor (mean, scale, coefficients, intercept)."""
+        opts = self.card.features
+        h = hashlib.sha256(self.features.model_id(max_side=opts.max_side, min_side=opts.min_side).encode())
+        reg = self.regressor
+        for array in (reg.mean_, reg.scale_, reg.coef_):
+            h.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        h.update(repr(float(reg.intercept_)).encode())
+        return h.hexdigest()[:16]
+
     def to(self, device: str | torch.device) -> ReIQA:
         self.device = torch.device(device)
         self.features = self.features.to(self.device)
@@ -284,6 +297,22 @@ class ReIQA:
         opts = self.card.features
         capped = [cap_size(im, max_side=opts.max_side, min_side=opts.min_side) for im in images]
         return self.regressor.predict(encode(self.features, torch.stack(capped)))
+
+    @torch.inference_mode()
+    def score_images(self, images: Sequence[Tensor]) -> np.ndarray:
+        """Scores of (3, H, W) float images in [0, 1] of any sizes, as ``load_image`` and
+        ``decode_image`` give them; images of one size run through the encoders together, as in
+        ``score_files``. (N,) float64, NaN where the model gave a non-finite score."""
+        opts = self.card.features
+        capped = [
+            cap_size(check_images(im, f"image {i}")[0], max_side=opts.max_side, min_side=opts.min_side)
+            for i, im in enumerate(images)
+        ]
+        rows = encode_mixed(self.features, list(enumerate(capped)), channels_last=True, amp="none")
+        if not rows:
+            return np.zeros(0)
+        scores = self.regressor.predict(np.stack([rows[i] for i in range(len(capped))]))
+        return np.where(np.isfinite(scores), scores, np.nan)
 
     def score(
         self,

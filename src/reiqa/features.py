@@ -367,7 +367,7 @@ def encode(
     return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
 
 
-def _encode_items(
+def encode_mixed(
     model: FeatureModel, items: list[tuple[int, Tensor]], *, channels_last: bool, amp: str
 ) -> dict[int, np.ndarray]:
     """Features of (index, image) pairs of mixed sizes: images of one size go together."""
@@ -431,7 +431,7 @@ def iter_features(
     try:
         for items in loader:
             good = [(todo[j], image) for j, image, _ in items if image is not None]
-            rows = _encode_items(model, good, channels_last=channels_last, amp=amp)
+            rows = encode_mixed(model, good, channels_last=channels_last, amp=amp)
             if cache is not None and rows:
                 cache.add([digests[i] for i in rows], np.stack(list(rows.values())))
             batch = [FeatureRow(todo[j], paths[todo[j]], rows.get(todo[j]), error) for j, _, error in items]

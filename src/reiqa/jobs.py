@@ -8,13 +8,10 @@ repairs). Unreadable files get a row with an empty score and the error, and the 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from reiqa.bundle import ReIQA, ScoreRecord, load
 from reiqa.errors import ConfigError, OutputError
@@ -40,13 +37,8 @@ def scoring_provenance(model: ReIQA) -> Provenance:
     """What the scores of ``model`` depend on: an id over the encoders' weights, the feature
     options and the regressor, with the model's name and options for people."""
     opts = model.card.features
-    h = hashlib.sha256(model.features.model_id(max_side=opts.max_side, min_side=opts.min_side).encode())
-    reg = model.regressor
-    for array in (reg.mean_, reg.scale_, reg.coef_):
-        h.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
-    h.update(repr(float(reg.intercept_)).encode())
     options = {"max_side": opts.max_side, "min_side": opts.min_side, "compat": opts.compat}
-    return Provenance(h.hexdigest()[:16], model.name, options)
+    return Provenance(model.model_id, model.name, options)
 
 
 def score_to_file(
