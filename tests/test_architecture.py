@@ -34,6 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "bundle": {"errors", "features", "io", "models", "regress", "resize"},
     "ranking": {"errors", "distortions", "features", "io"},
     "jobs": {"errors", "bundle", "features", "inputs", "io", "outputs", "runtime"},
+    "service": {"errors", "bundle", "io"},
 }
 TOP = {"cli", "__main__", "reiqa"}  # the command line and the package face may import anything
 

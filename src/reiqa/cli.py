@@ -320,6 +320,69 @@ def _print_scores(run: ScoringRun, output: Path | None) -> None:
     _echo(f"{s.scored} scored, {s.failed} failed ({run.model_name}; {direction})", err=True)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (default: this machine only).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: a free one, printed).")] = 8000,
+    model: Annotated[str, typer.Option(help="'default' or a model folder.")] = "default",
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
+    max_upload_mb: Annotated[
+        float, typer.Option(min=0.001, help="Refuse request bodies over this many MB (2^20 bytes): 413.")
+    ] = 50.0,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    token_env: Annotated[
+        str | None,
+        typer.Option(help="Name of an environment variable holding a token every request must bear."),
+    ] = None,
+    batch_window_ms: Annotated[
+        float, typer.Option(min=0, help="How long to wait for other requests to batch with.")
+    ] = 10.0,
+    max_batch: Annotated[int, typer.Option(min=1, help="Images per encoder batch.")] = 16,
+) -> None:
+    """Serve the model over HTTP: POST /score (multipart, parts named 'file'), GET /model,
+    GET /health, and a page at / that sorts dropped photos by quality."""
+    token = None
+    if token_env is not None:
+        token = os.environ.get(token_env)
+        if not token:
+            raise ReiqaError(f"--token-env {token_env}: environment variable {token_env} is unset or empty")
+    try:
+        import fastapi  # noqa: F401
+        import python_multipart  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise ReiqaError(
+            f"reiqa serve needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
+            "pip install 'reiqa[serve]'"
+        ) from exc
+    from reiqa.service.server import bind, is_loopback, run
+
+    if not is_loopback(host) and token is None:
+        _echo(
+            f"warning: listening on {host} without a token: anyone who can reach this machine can use "
+            "the service (set --token-env NAME)",
+            err=True,
+        )
+    sock = bind(host, port)  # before the model is loaded: a busy port fails at once
+    from reiqa.bundle import load
+    from reiqa.runtime import pick_device, tune_allocator
+    from reiqa.service.app import create_app
+
+    tune_allocator()
+    net = load(None if model == "default" else model).to(pick_device(device))
+    app_ = create_app(
+        net,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_pixels=max_pixels,
+        token=token,
+        batch_window_s=batch_window_ms / 1000,
+        max_batch_images=max_batch,
+    )
+    run(app_, sock)
+
+
 @app.command("bundle")
 def make_bundle(
     regressor: Annotated[Path, typer.Option(help="Folder written by `reiqa fit`.")],

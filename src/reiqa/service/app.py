@@ -1,0 +1,218 @@
+"""The HTTP scoring service: a FastAPI app around one loaded model.
+
+Endpoints (the interface users script against):
+
+- ``GET /health`` -> ``{"status": "ok"}`` (the app exists only once the model is loaded);
+- ``GET /model`` -> the model card: name, ``higher_is_better``, ``score_range``, ``features``,
+  ``model_id``, the encoders;
+- ``POST /score``, ``multipart/form-data`` with parts named ``file`` -> ``{"results": [{"filename",
+  "score", "error"}, ...]}`` in the order sent; a file that cannot be read gets ``score: null``
+  and the reason;
+- ``GET /`` -> the page (``page.html``): drop photos, see them sorted by score, download a CSV.
+
+Errors are JSON ``{"error": "..."}``: 400 for a body that is not a multipart form with ``file``
+parts, 401 without the token (when one is set; the page itself is served without it, since it
+holds no data, and asks for the token), 404, 405, and 413 for a body over the limit, refused
+from its Content-Length before it is read, or as soon as a streamed body passes the limit.
+
+Uploads stay in memory: their names are labels, never paths, and nothing is written to disk.
+Decoding runs in worker threads and the encoders in the batcher's thread, so the event loop
+never waits on either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from torch import Tensor
+
+from reiqa.bundle import ReIQA
+from reiqa.errors import ImageLoadError
+from reiqa.io import DEFAULT_MAX_PIXELS, decode_image
+from reiqa.service.batching import ScoreBatcher
+from reiqa.service.uploads import UploadedFile, UploadError, read_files
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: paths served without the token: the page holds no data (it asks for the token itself)
+OPEN_PATHS = frozenset({"/"})
+
+
+def model_card(model: ReIQA) -> dict[str, Any]:
+    """What ``GET /model`` returns."""
+    card = model.card
+    return {
+        "name": model.name,
+        "higher_is_better": model.higher_is_better,
+        "score_range": list(model.score_range) if model.score_range else None,
+        "features": card.features.to_dict(),
+        "model_id": model.model_id,
+        "quality": {"arch": card.quality.arch} if card.quality else None,
+        "content": {"arch": card.content.arch} if card.content else None,
+        "score_source": card.score.source,
+    }
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any], headers: Headers) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"connection", b"close"),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class Guard:
+    """ASGI middleware run before anything reads the body: the bearer token (when set), and the
+    upload limit on the declared Content-Length."""
+
+    def __init__(self, app: ASGIApp, *, token: str | None, max_upload_bytes: int) -> None:
+        self.app, self.max_upload_bytes = app, max_upload_bytes
+        self.expected = f"Bearer {token}".encode() if token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        if self.expected is not None and scope["path"] not in OPEN_PATHS:
+            given = headers.get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                why = "missing" if not given else "wrong"
+                return await _send_json(
+                    send,
+                    401,
+                    {"error": f"{why} token: send 'Authorization: Bearer <token>'"},
+                    [(b"www-authenticate", b"Bearer")],
+                )
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                return await _send_json(send, 400, {"error": "Content-Length is not a number"}, [])
+            if int(length) > self.max_upload_bytes:
+                return await _send_json(send, 413, _too_large(self.max_upload_bytes), [])
+        return await self.app(scope, receive, send)
+
+
+def _too_large(limit: int) -> dict[str, str]:
+    return {"error": f"the body is larger than the service's limit of {limit / 2**20:g} MB (--max-upload-mb)"}
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body; stops reading once it passes ``limit`` bytes (a chunked body)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _BodyTooLarge
+    return bytes(body)
+
+
+def _decode_all(files: list[UploadedFile], max_pixels: int | None) -> list[Tensor | str]:
+    out: list[Tensor | str] = []
+    for f in files:
+        try:
+            out.append(decode_image(f.data, f.filename, max_pixels=max_pixels))
+        except ImageLoadError as exc:
+            out.append(str(exc))
+    return out
+
+
+def create_app(
+    model: ReIQA,
+    *,
+    max_upload_bytes: int = 50 * 2**20,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    token: str | None = None,
+    batch_window_s: float = 0.01,
+    max_batch_images: int = 16,
+    max_files: int = 1000,
+) -> ASGIApp:
+    """The service around ``model`` (already loaded, on its device), as an ASGI app for uvicorn."""
+    batcher = ScoreBatcher(model.score_images, window_s=batch_window_s, max_images=max_batch_images)
+    card = model_card(model)
+    page = resources.files("reiqa.service").joinpath("page.html").read_text(encoding="utf-8")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.stop()
+
+    app = FastAPI(title="reiqa", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.batcher = batcher
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/model")
+    async def model_info() -> dict[str, Any]:
+        return card
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.post("/score")
+    async def score(request: Request) -> JSONResponse:
+        try:
+            body = await _read_body(request, max_upload_bytes)
+        except _BodyTooLarge:
+            too_large = _too_large(max_upload_bytes)
+            return JSONResponse(too_large, status_code=413, headers={"connection": "close"})
+        try:
+            files = read_files(body, request.headers.get("content-type"), max_files=max_files)
+        except UploadError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        del body
+        decoded = await asyncio.to_thread(_decode_all, files, max_pixels)
+        images = [d for d in decoded if not isinstance(d, str)]
+        scores = iter(await batcher.score(images)) if images else iter(())
+        results = []
+        for f, d in zip(files, decoded, strict=True):
+            if isinstance(d, str):
+                results.append({"filename": f.filename, "score": None, "error": d})
+                continue
+            value = float(next(scores))
+            if np.isfinite(value):
+                results.append({"filename": f.filename, "score": value, "error": None})
+            else:
+                results.append(
+                    {"filename": f.filename, "score": None, "error": "the model gave a non-finite score"}
+                )
+        return JSONResponse({"results": results})
+
+    return Guard(app, token=token, max_upload_bytes=max_upload_bytes)
