@@ -280,9 +280,34 @@ class ReIQA:
         return h.hexdigest()[:16]
 
     def to(self, device: str | torch.device) -> ReIQA:
-        self.device = torch.device(device)
+        device = torch.device(device)
+        if self.backend != "torch" and device.type != "cpu":
+            raise ValueError(
+                f"the {self.backend} backend runs on the CPU; load with backend='torch' for {device}"
+            )
+        self.device = device
         self.features = self.features.to(self.device)
         return self
+
+    @property
+    def backend(self) -> str:
+        """The engine that runs the encoders: 'torch', 'onnxruntime' or 'openvino'."""
+        return self.features.backend
+
+    def with_backend(self, backend: str, *, onnx_dir: str | Path | None = None) -> ReIQA:
+        """This model with its encoders run by ``backend`` (see ``reiqa.backends``), on the CPU;
+        the ONNX graphs come from ``onnx_dir`` (``reiqa export``) or the cache. Same model id and
+        card; the scores differ only by the engine's arithmetic."""
+        from reiqa.backends import use_backend
+
+        if backend == self.backend:
+            return self
+        if self.backend != "torch":
+            raise ValueError(f"this model already runs on {self.backend}; load it again for {backend}")
+        features = use_backend(self.features.to("cpu"), backend, folder=Path(onnx_dir) if onnx_dir else None)
+        other = ReIQA(features, self.regressor, self.card)
+        other.device = torch.device("cpu")
+        return other
 
     # -- scoring --------------------------------------------------------------------------------
 
@@ -378,6 +403,10 @@ class ReIQA:
 
     def save(self, directory: str | Path, *, half: bool = True) -> Path:
         """Write the bundle; ``half`` stores the encoder weights as float16."""
+        if self.backend != "torch":
+            raise ValueError(
+                f"a model on the {self.backend} backend has no torch weights to save; save the torch one"
+            )
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         for role in ROLES:
@@ -425,8 +454,14 @@ def assemble(
     return ReIQA(net, regressor, card)
 
 
-def load(path: str | Path | None = None) -> ReIQA:
-    """The embedded default model (no argument or 'default'), or a bundle folder."""
+def load(path: str | Path | None = None, *, backend: str = "torch") -> ReIQA:
+    """The embedded default model (no argument or 'default'), or a bundle folder; ``backend``
+    runs the encoders on another engine (``ReIQA.with_backend``)."""
+    model = _load(path)
+    return model if backend == "torch" else model.with_backend(backend)
+
+
+def _load(path: str | Path | None) -> ReIQA:
     if path is None or str(path) == "default":
         root = resources.files("reiqa") / "weights" / "default"
         if not root.joinpath("model.json").is_file():

@@ -28,6 +28,15 @@ MaxPixels = Annotated[
     int, typer.Option(min=1, help="Refuse images with more pixels (checked before decoding).")
 ]
 
+#: the --backend option of score and serve (reiqa.backends.BACKENDS, written out: no torch import)
+Backend = Annotated[
+    str,
+    typer.Option(
+        help="Engine for the encoders: torch, onnxruntime or openvino (CPU; the ONNX graphs are exported "
+        "once into the cache, see `reiqa export`)."
+    ),
+]
+
 app = typer.Typer(
     name="reiqa",
     help="No-reference image quality assessment with Re-IQA.",
@@ -257,6 +266,7 @@ def score(
     ] = None,
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     overwrite: Annotated[bool, typer.Option(help="Start --output over instead of resuming it.")] = False,
+    backend: Backend = "torch",
 ) -> None:
     """Score images with a Re-IQA model; bad files and inputs are reported and skipped (exit
     status 3 when any file or input failed)."""
@@ -275,6 +285,7 @@ def score(
         max_side=max_side,
         max_pixels=max_pixels,
         overwrite=overwrite,
+        backend=backend,
         on_empty=lambda item: _echo(f"skipped: {item}: no image files found there", err=True),
         on_bad=lambda message: _echo(f"skipped: {message}", err=True),
     )
@@ -340,6 +351,7 @@ def serve(
         float, typer.Option(min=0, help="How long to wait for other requests to batch with.")
     ] = 10.0,
     max_batch: Annotated[int, typer.Option(min=1, help="Images per encoder batch.")] = 16,
+    backend: Backend = "torch",
 ) -> None:
     """Serve the model over HTTP: POST /score (multipart, parts named 'file'), GET /model,
     GET /health, and a page at / that sorts dropped photos by quality."""
@@ -371,7 +383,8 @@ def serve(
     from reiqa.service.app import create_app
 
     tune_allocator()
-    net = load(None if model == "default" else model).to(pick_device(device))
+    net = load(None if model == "default" else model)
+    net = net.to(pick_device(device)) if backend == "torch" else net.with_backend(backend)
     app_ = create_app(
         net,
         max_upload_bytes=int(max_upload_mb * 2**20),
@@ -381,6 +394,27 @@ def serve(
         max_batch_images=max_batch,
     )
     run(app_, sock)
+
+
+@app.command("export")
+def export_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the graphs into.")],
+    model: Annotated[str, typer.Argument(help="'default' or a model folder.")] = "default",
+    fmt: Annotated[str, typer.Option("--format", help="onnx (the only format so far).")] = "onnx",
+    overwrite: Annotated[bool, typer.Option(help="Replace existing graphs.")] = False,
+) -> None:
+    """Export a model's encoders as ONNX graphs (dynamic batch and image size; both scales use the
+    same graph): quality.onnx, content.onnx and onnx.json (inputs, normalisation, weights id)."""
+    if fmt != "onnx":
+        raise typer.BadParameter(f"unknown format {fmt!r}; the only one is 'onnx'", param_hint="--format")
+    from reiqa.backends import export_onnx
+    from reiqa.bundle import load
+    from reiqa.outputs import refuse_to_replace
+
+    refuse_to_replace(out, overwrite=overwrite, files=("quality.onnx", "content.onnx", "onnx.json"))
+    net = load(None if model == "default" else model)
+    for role, path in export_onnx(net.features, out).items():
+        _echo(f"wrote {path} ({role} encoder)")
 
 
 @app.command("bundle")

@@ -105,6 +105,8 @@ class FeatureModel(nn.Module):
         self.quality_norm = InputNorm(quality_norm)
         self.content_norm = InputNorm(content_norm)
         self.compat = compat
+        self.backend = "torch"
+        self.source_weights_hash: hashlib._Hash | None = None
         self.eval()
 
     @classmethod
@@ -132,7 +134,7 @@ class FeatureModel(nn.Module):
         out = []
         for name, enc in (("quality", self.quality), ("content", self.content)):
             if enc is not None:
-                dim = _output_dim(enc)
+                dim = output_dim(enc)
                 out += [(f"{name}_full", dim), (f"{name}_half", dim)]
         return out
 
@@ -149,6 +151,18 @@ class FeatureModel(nn.Module):
 
     def model_id(self, *, max_side: int | None, min_side: int | None) -> str:
         """A short hash of the weights and the extraction options, to key feature caches."""
+        h = self.weights_hash()
+        options = {"compat": self.compat, "max_side": max_side, "min_side": min_side}
+        if (self.quality_norm.kind, self.content_norm.kind) != ("none", "imagenet"):
+            options["norms"] = [self.quality_norm.kind, self.content_norm.kind]
+        h.update(json.dumps(options).encode())
+        return h.hexdigest()[:16]
+
+    def weights_hash(self) -> hashlib._Hash:
+        """A SHA-256 object fed with the encoders' weights (a fresh copy each call). Encoders run
+        by another engine (``reiqa.backends``) keep the hash of the torch weights they came from."""
+        if self.source_weights_hash is not None:
+            return self.source_weights_hash.copy()
         h = hashlib.sha256()
         for enc in (self.quality, self.content):
             if enc is None:
@@ -157,14 +171,10 @@ class FeatureModel(nn.Module):
             for k, v in enc.state_dict().items():
                 h.update(k.encode())
                 h.update(v.detach().cpu().contiguous().numpy().tobytes())
-        options = {"compat": self.compat, "max_side": max_side, "min_side": min_side}
-        if (self.quality_norm.kind, self.content_norm.kind) != ("none", "imagenet"):
-            options["norms"] = [self.quality_norm.kind, self.content_norm.kind]
-        h.update(json.dumps(options).encode())
-        return h.hexdigest()[:16]
+        return h
 
 
-def _output_dim(backbone: nn.Module) -> int:
+def output_dim(backbone: nn.Module) -> int:
     """Pooled width: ``feature_dim`` as set by ``build_backbone``, else a torchvision ResNet's
     ``inplanes`` (its last width)."""
     width = getattr(backbone, "feature_dim", None)

@@ -38,6 +38,8 @@ def scoring_provenance(model: ReIQA) -> Provenance:
     options and the regressor, with the model's name and options for people."""
     opts = model.card.features
     options = {"max_side": opts.max_side, "min_side": opts.min_side, "compat": opts.compat}
+    if model.backend != "torch":  # scores of another engine are not mixed into a torch run's
+        options["backend"] = model.backend
     return Provenance(model.model_id, model.name, options)
 
 
@@ -118,6 +120,7 @@ def score_inputs(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     progress: bool | None = None,
     overwrite: bool = False,
+    backend: str = "torch",
     on_empty: Callable[[str], object] | None = None,
     on_bad: Callable[[str], object] | None = None,
 ) -> ScoringRun:
@@ -136,7 +139,8 @@ def score_inputs(
         on_empty(item)
     for message in bad if on_bad is not None else ():
         on_bad(message)
-    net = load(None if str(model) == "default" else model).to(pick_device(device))
+    net = load(None if str(model) == "default" else model)
+    net = net.to(pick_device(device)) if backend == "torch" else net.with_backend(backend)
     if max_side is not None:
         net.max_side = max_side or None
     summary = score_to_file(

@@ -59,7 +59,11 @@ def _same_pad(size: torch.Size, kernel: int, stride: int) -> tuple[int, int, int
     """(left, right, top, bottom) of TensorFlow's SAME padding: the extra pixel goes right/bottom."""
     pads = []
     for n in (size[1], size[0]):
-        total = max((-(-n // stride) - 1) * stride + kernel - n, 0)
+        # (ceil(n / stride) - 1) * stride + kernel - n, written without a branch on n so that an
+        # ONNX export keeps the image size dynamic; never negative here (kernel >= stride)
+        total = (-n) % stride + kernel - stride
+        if kernel < stride:
+            total = max(total, 0)
         pads += [total // 2, total - total // 2]
     return pads[0], pads[1], pads[2], pads[3]
 

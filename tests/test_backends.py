@@ -1,0 +1,182 @@
+"""Encoders on ONNX Runtime and OpenVINO: the exported graphs keep batch and image size dynamic
+(odd sizes included: EfficientNet-Lite's SAME padding depends on them), and the scores equal
+torch's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from reiqa.backends import BackendError, cache_dir, export_onnx, exported_graphs
+from reiqa.bundle import ScoreSpec, assemble, load
+from reiqa.io import save_image
+from reiqa.models.backbones import build_backbone
+from reiqa.regress import QualityRegressor
+from tests.conftest import textured_images
+
+pytest.importorskip("onnxscript", reason="ONNX export needs onnx and onnxscript: pip install 'reiqa[onnx]'")
+ort = pytest.importorskip("onnxruntime", reason="pip install 'reiqa[onnx]'")
+
+SIZES = [(64, 64), (37, 53), (96, 71), (250, 333)]  # (H, W), odd ones included
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-encoder model (random ResNet-18 quality, random EfficientNet-Lite0 content)."""
+    torch.manual_seed(0)
+    quality, content = build_backbone("resnet18"), build_backbone("efficientnet_lite0")
+    with torch.no_grad():  # random BatchNorm statistics, so that the graphs' BN folding is exercised
+        for m in [*quality.modules(), *content.modules()]:
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    rng = np.random.default_rng(0)
+    width = 2 * (512 + 1280)
+    regressor = QualityRegressor(alphas=(1.0,)).fit(rng.normal(size=(16, width)), rng.uniform(0, 100, 16))
+    model = assemble(
+        quality,
+        content,
+        regressor,
+        quality_arch="resnet18",
+        content_arch="efficientnet_lite0",
+        content_norm="tf-lite",
+        name="two encoders",
+        score=ScoreSpec(range=(0, 100)),
+    )
+    return model.save(tmp_path_factory.mktemp("model") / "two")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory, model_dir: Path):
+    """REIQA_CACHE for the module, with the model's graphs exported into it once."""
+    folder = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("REIQA_CACHE")
+    os.environ["REIQA_CACHE"] = str(folder)
+    try:
+        exported_graphs(load(model_dir).features, quiet=True)
+        yield folder
+    finally:
+        if old is None:
+            del os.environ["REIQA_CACHE"]
+        else:
+            os.environ["REIQA_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def images() -> list[torch.Tensor]:
+    return [textured_images(1, h, w, seed=i)[0] for i, (h, w) in enumerate(SIZES)]
+
+
+def test_graphs_are_cached_by_weights_and_described(cache: Path, model_dir: Path) -> None:
+    assert cache_dir() == cache
+    model = load(model_dir)
+    folder = cache / "onnx" / model.features.model_id(max_side=None, min_side=None)
+    assert sorted(p.name for p in folder.iterdir()) == ["content.onnx", "onnx.json", "quality.onnx"]
+    info = json.loads((folder / "onnx.json").read_text())
+    assert info["encoders"]["quality"]["width"] == 512 and info["encoders"]["content"]["width"] == 1280
+    assert info["encoders"]["content"]["input_norm"] == "tf-lite"
+    session = ort.InferenceSession(str(folder / "content.onnx"), providers=["CPUExecutionProvider"])
+    (inp,) = session.get_inputs()
+    assert inp.name == "images" and [isinstance(d, str) for d in inp.shape] == [True, False, True, True]
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_backend_features_and_scores_equal_torch(cache, model_dir: Path, images, backend: str) -> None:
+    if backend == "openvino":
+        pytest.importorskip("openvino", reason="pip install 'reiqa[openvino]'")
+    torch_model = load(model_dir)
+    other = load(model_dir, backend=backend)
+    assert other.backend == backend and torch_model.backend == "torch"
+    assert other.model_id == torch_model.model_id  # the weights it came from
+    for image in images:
+        expected = torch_model.features(image[None])
+        got = other.features(image[None])
+        torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-3)
+    batch = textured_images(3, 40, 56, seed=9)  # a batch of 3: the batch size is dynamic too
+    torch.testing.assert_close(other.features(batch), torch_model.features(batch), atol=1e-3, rtol=1e-3)
+    np.testing.assert_allclose(other.score_images(images), torch_model.score_images(images), atol=1e-3)
+
+
+def test_backend_errors(cache, model_dir: Path, tmp_path: Path) -> None:
+    model = load(model_dir)
+    with pytest.raises(BackendError, match="unknown backend 'tensorrt'"):
+        model.with_backend("tensorrt")
+    other = model.with_backend("onnxruntime")
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        other.to("cuda")
+    with pytest.raises(ValueError, match="no torch weights"):
+        other.save(tmp_path / "copy")
+    with pytest.raises(BackendError, match="already run on another backend"):
+        export_onnx(other.features, tmp_path / "g")
+    with pytest.raises(BackendError, match="not found"):
+        model.with_backend("onnxruntime", onnx_dir=tmp_path / "nothing")
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    source = next((cache / "onnx").iterdir())
+    for f in source.iterdir():
+        (stale / f.name).write_bytes(f.read_bytes())
+    info = json.loads((stale / "onnx.json").read_text())
+    (stale / "onnx.json").write_text(json.dumps({**info, "weights_id": "0" * 16}))
+    with pytest.raises(BackendError, match="graphs of other weights"):
+        model.with_backend("onnxruntime", onnx_dir=stale)
+    assert model.with_backend("onnxruntime", onnx_dir=source).score_images([torch.rand(3, 32, 32)]).shape == (
+        1,
+    )
+
+
+def test_cli_export_and_score_with_a_backend(cache, model_dir: Path, tmp_path: Path) -> None:
+    for i, image in enumerate(textured_images(3, 48, 64, seed=11)):
+        save_image(image, tmp_path / f"{i}.png")
+    env = {**os.environ, "REIQA_CACHE": str(cache)}
+    cli = [sys.executable, "-m", "reiqa"]
+    out = tmp_path / "graphs"
+    done = subprocess.run(
+        [*cli, "export", str(model_dir), "--out", str(out)], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert (out / "quality.onnx").is_file() and (out / "content.onnx").is_file()
+    again = subprocess.run(
+        [*cli, "export", str(model_dir), "--out", str(out)], capture_output=True, text=True, env=env
+    )
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+    scores = {}
+    for backend in ("torch", "onnxruntime"):
+        csv = tmp_path / f"{backend}.csv"
+        run = subprocess.run(
+            [*cli, "score", str(tmp_path), "--model", str(model_dir), "--backend", backend, "-o", str(csv)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert run.returncode == 0, run.stderr
+        assert "exporting" not in run.stderr  # the module's graphs were found in the cache
+        rows = [line.split(",") for line in csv.read_text().splitlines()[1:]]
+        scores[backend] = {Path(r[0]).name: float(r[1]) for r in rows}
+    assert scores["torch"].keys() == scores["onnxruntime"].keys() and len(scores["torch"]) == 3
+    for name, value in scores["torch"].items():
+        assert scores["onnxruntime"][name] == pytest.approx(value, abs=1e-3)
+    # an output started on torch is not resumed on another engine
+    mixed = subprocess.run(
+        [
+            *cli,
+            "score",
+            str(tmp_path),
+            "--model",
+            str(model_dir),
+            "--backend",
+            "onnxruntime",
+            "-o",
+            str(tmp_path / "torch.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert mixed.returncode == 1 and "backend" in mixed.stderr
