@@ -34,7 +34,8 @@ ALLOWED: dict[str, set[str]] = {
     "backends": {"atomic", "errors", "features", "models"},
     "bundle": {"backends", "errors", "features", "io", "models", "regress", "resize"},
     "ranking": {"errors", "distortions", "features", "io"},
-    "jobs": {"errors", "bundle", "features", "inputs", "io", "outputs", "runtime"},
+    "cluster": {"errors", "bundle", "io", "runtime"},
+    "jobs": {"errors", "bundle", "cluster", "features", "inputs", "io", "outputs", "runtime"},
     "service": {"errors", "bundle", "io"},
 }
 TOP = {"cli", "__main__", "reiqa"}  # the command line and the package face may import anything

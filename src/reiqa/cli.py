@@ -267,6 +267,14 @@ def score(
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     overwrite: Annotated[bool, typer.Option(help="Start --output over instead of resuming it.")] = False,
     backend: Backend = "torch",
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="Score on a Ray cluster: its address (auto, ray://HOST:10001) or 'local' (a local "
+            "instance). Needs reiqa[ray]."
+        ),
+    ] = None,
+    ray_actors: Annotated[int, typer.Option(min=1, help="Actors holding the model (with --ray).")] = 2,
 ) -> None:
     """Score images with a Re-IQA model; bad files and inputs are reported and skipped (exit
     status 3 when any file or input failed)."""
@@ -286,6 +294,8 @@ def score(
         max_pixels=max_pixels,
         overwrite=overwrite,
         backend=backend,
+        ray=ray,
+        ray_actors=ray_actors,
         on_empty=lambda item: _echo(f"skipped: {item}: no image files found there", err=True),
         on_bad=lambda message: _echo(f"skipped: {message}", err=True),
     )

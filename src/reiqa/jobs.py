@@ -8,7 +8,7 @@ repairs). Unreadable files get a row with an empty score and the error, and the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,16 +53,23 @@ def score_to_file(
     progress: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     overwrite: bool = False,
+    scorer: Callable[[Sequence[Path]], Iterable[ScoreRecord]] | None = None,
 ) -> JobSummary:
     """Score ``paths``; with ``output``, resume it: files already scored there (by resolved
     path) are skipped, failed ones are retried, rows are appended after every batch (see
-    :class:`reiqa.outputs.ScoreOutput` for the lock, the provenance check and the repairs)."""
-    if output is None:
-        records = list(
-            model.score_files(
-                paths, batch_size=batch_size, workers=workers, progress=progress, max_pixels=max_pixels
+    :class:`reiqa.outputs.ScoreOutput` for the lock, the provenance check and the repairs).
+    ``scorer`` (paths -> records, in any order) replaces ``model.score_files``: ``reiqa score
+    --ray`` scores on a cluster this way."""
+    if scorer is None:
+
+        def scorer(todo: Sequence[Path]) -> Iterable[ScoreRecord]:
+            return model.score_files(
+                todo, batch_size=batch_size, workers=workers, progress=progress, max_pixels=max_pixels
             )
-        )
+
+    if output is None:
+        order = {str(p): i for i, p in enumerate(paths)}
+        records = sorted(scorer(paths), key=lambda r: order.get(r.path, len(order)))
         return JobSummary(
             len(paths),
             sum(r.score is not None for r in records),
@@ -74,9 +81,7 @@ def score_to_file(
         todo = out.todo(paths)
         new: list[ScoreRecord] = []
         batch: list[ScoreRow] = []
-        for record in model.score_files(
-            todo, batch_size=batch_size, workers=workers, progress=progress, max_pixels=max_pixels
-        ):
+        for record in scorer(todo):
             new.append(record)
             batch.append(ScoreRow(record.path, record.score, record.error))
             if len(batch) >= batch_size:
@@ -121,6 +126,8 @@ def score_inputs(
     progress: bool | None = None,
     overwrite: bool = False,
     backend: str = "torch",
+    ray: str | None = None,
+    ray_actors: int = 2,
     on_empty: Callable[[str], object] | None = None,
     on_bad: Callable[[str], object] | None = None,
 ) -> ScoringRun:
@@ -143,6 +150,23 @@ def score_inputs(
     net = net.to(pick_device(device)) if backend == "torch" else net.with_backend(backend)
     if max_side is not None:
         net.max_side = max_side or None
+    scorer = None
+    if ray is not None:
+        from reiqa.cluster import score_rows_on_ray
+
+        def scorer(todo: Sequence[Path]) -> Iterable[ScoreRecord]:
+            rows = score_rows_on_ray(
+                todo,
+                address=ray,
+                model=str(model),
+                backend=backend,
+                device=device,
+                num_actors=ray_actors,
+                batch_size=batch_size,
+                max_pixels=max_pixels,
+            )
+            return (ScoreRecord(path, score, error) for path, score, error in rows)
+
     summary = score_to_file(
         net,
         paths,
@@ -152,6 +176,7 @@ def score_inputs(
         progress=len(paths) > 20 if progress is None else progress,
         max_pixels=max_pixels,
         overwrite=overwrite,
+        scorer=scorer,
     )
     return ScoringRun(summary, empty, net.name, net.higher_is_better, bad)
 

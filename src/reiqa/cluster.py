@@ -1,0 +1,166 @@
+"""Score an image dataset on a Ray cluster (Ray Data), with the model held by a pool of actors.
+
+Needs the ``ray`` extra (``pip install 'reiqa[ray]'``). In Python::
+
+    import ray
+    from reiqa.cluster import score_dataset
+
+    ds = ray.data.from_items([{"path": p} for p in paths])      # or rows with "bytes" + "path"
+    score_dataset(ds, num_actors=8).write_parquet("s3://bucket/scores/")  # path, score, error
+
+Each actor loads the model once and scores batches of rows: a row with ``bytes`` is decoded from
+memory (``reiqa.io.decode_image``; ``path`` is then only its name), else the file at ``path`` is
+read where the actor runs (a shared file system or object store mount). A file that cannot be read
+gets ``score`` NaN and its reason in ``error``; the others are scored. An actor that dies is
+restarted by Ray and its batches are run again, so every row comes out exactly once.
+
+``score_files_on_ray`` is ``reiqa score --ray``: the driver lists the files, skips those already in
+the output, and writes the rows through ``reiqa.outputs.ScoreOutput`` (resumable, locked, with
+its provenance), as the single-process command does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reiqa.errors import ImageLoadError, ReiqaError
+from reiqa.io import DEFAULT_MAX_PIXELS, decode_image, load_image
+
+#: Ray Data's name for the rows' columns
+PATH, BYTES, SCORE, ERROR = "path", "bytes", "score", "error"
+
+
+def _require_ray() -> Any:
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise ReiqaError("scoring on Ray needs Ray Data: pip install 'reiqa[ray]'") from exc
+    return ray
+
+
+class BatchScorer:
+    """The callable class Ray Data runs in each actor: loads the model once, scores batches.
+
+    Args:
+        model: 'default' or a model folder (readable where the actor runs).
+        backend: 'torch', 'onnxruntime' or 'openvino'.
+        device: 'cpu', 'cuda' (an actor with ``num_gpus``) or 'auto'.
+        max_pixels: refuse images with more pixels.
+    """
+
+    def __init__(
+        self,
+        model: str = "default",
+        backend: str = "torch",
+        device: str = "auto",
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        from reiqa.bundle import load
+        from reiqa.runtime import pick_device
+
+        net = load(None if model == "default" else model)
+        self.model = net.to(pick_device(device)) if backend == "torch" else net.with_backend(backend)
+        self.max_pixels = max_pixels
+
+    def _decode(self, path: str, data: bytes | None) -> Any:
+        if data is not None:
+            return decode_image(bytes(data), path, max_pixels=self.max_pixels)
+        return load_image(path, max_pixels=self.max_pixels)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        paths = [str(p) for p in batch[PATH]]
+        blobs = batch.get(BYTES)
+        images, where, errors = [], [], [None] * len(paths)
+        for i, path in enumerate(paths):
+            try:
+                images.append(self._decode(path, None if blobs is None else blobs[i]))
+                where.append(i)
+            except ImageLoadError as exc:
+                errors[i] = str(exc)
+        scores = np.full(len(paths), np.nan)
+        if images:
+            values = self.model.score_images(images)
+            for i, value in zip(where, values, strict=True):
+                if math.isfinite(value):
+                    scores[i] = value
+                else:
+                    errors[i] = f"{paths[i]}: the model gave a non-finite score"
+        return {PATH: np.array(paths, dtype=object), SCORE: scores, ERROR: np.array(errors, dtype=object)}
+
+
+def score_dataset(
+    dataset: Any,
+    *,
+    model: str = "default",
+    backend: str = "torch",
+    device: str = "auto",
+    num_actors: int = 2,
+    batch_size: int = 8,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Any:
+    """``dataset`` (a Ray Dataset with a ``path`` column, and optionally ``bytes``) scored by a
+    pool of ``num_actors`` actors, each with ``num_cpus`` and ``num_gpus``: a Dataset of rows
+    ``path``, ``score`` (NaN when the file failed) and ``error`` (None or the reason). Lazy, as
+    Ray Data is: write it (``write_parquet``, ``write_csv``) or iterate it to run it."""
+    ray = _require_ray()
+    return dataset.map_batches(
+        BatchScorer,
+        fn_constructor_kwargs={
+            "model": model,
+            "backend": backend,
+            "device": device,
+            "max_pixels": max_pixels,
+        },
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=num_actors),
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        # Ray Data's actor pools restart an actor that dies and run its batches again
+        # (max_restarts=-1, max_task_retries=-1 by default); tests/test_cluster.py kills one
+    )
+
+
+def score_rows_on_ray(
+    paths: Sequence[str | Path],
+    *,
+    address: str | None = None,
+    model: str = "default",
+    backend: str = "torch",
+    device: str = "auto",
+    num_actors: int = 2,
+    batch_size: int = 8,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    init_kwargs: dict[str, Any] | None = None,
+) -> Iterable[tuple[str, float | None, str | None]]:
+    """(path, score or None, error or None) for each file, in no fixed order, from a Ray cluster
+    (``address``: 'auto' or 'ray://host:10001' for a running cluster, 'local' to start one on
+    this machine, None for Ray's default: $RAY_ADDRESS, else a new local instance)."""
+    ray = _require_ray()
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=False, **(init_kwargs or {}))
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    dataset = ray.data.from_items(
+        [{PATH: str(p)} for p in paths], override_num_blocks=max(1, len(paths) // 64)
+    )
+    scored = score_dataset(
+        dataset,
+        model=model,
+        backend=backend,
+        device=device,
+        num_actors=num_actors,
+        batch_size=batch_size,
+        max_pixels=max_pixels,
+    )
+    for row in scored.iter_rows():
+        score = float(row[SCORE])
+        yield str(row[PATH]), (None if math.isnan(score) else score), row[ERROR]
