@@ -36,7 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "ranking": {"errors", "distortions", "features", "io"},
     "cluster": {"errors", "bundle", "io", "runtime"},
     "jobs": {"errors", "bundle", "cluster", "features", "inputs", "io", "outputs", "runtime"},
-    "service": {"errors", "bundle", "io"},
+    "service": {"errors", "bundle", "features", "io", "resize"},
 }
 TOP = {"cli", "__main__", "reiqa"}  # the command line and the package face may import anything
 

@@ -38,7 +38,9 @@ from torch import Tensor
 
 from reiqa.bundle import ReIQA
 from reiqa.errors import ImageLoadError
+from reiqa.features import FeatureOptions
 from reiqa.io import DEFAULT_MAX_PIXELS, decode_image
+from reiqa.resize import cap_size
 from reiqa.service.batching import ScoreBatcher
 from reiqa.service.uploads import UploadedFile, UploadError, read_files
 
@@ -134,11 +136,16 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _decode_all(files: list[UploadedFile], max_pixels: int | None) -> list[Tensor | str]:
+def _decode_all(
+    files: list[UploadedFile], max_pixels: int | None, options: FeatureOptions
+) -> list[Tensor | str]:
+    """Each upload decoded and brought to the model's size cap at once (a request of large photos
+    holds capped images, not full-size ones), or the reason it could not be read."""
     out: list[Tensor | str] = []
     for f in files:
         try:
-            out.append(decode_image(f.data, f.filename, max_pixels=max_pixels))
+            image = decode_image(f.data, f.filename, max_pixels=max_pixels)
+            out.append(cap_size(image, max_side=options.max_side, min_side=options.min_side))
         except ImageLoadError as exc:
             out.append(str(exc))
     return out
@@ -198,7 +205,7 @@ def create_app(
         except UploadError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         del body
-        decoded = await asyncio.to_thread(_decode_all, files, max_pixels)
+        decoded = await asyncio.to_thread(_decode_all, files, max_pixels, model.card.features)
         images = [d for d in decoded if not isinstance(d, str)]
         scores = iter(await batcher.score(images)) if images else iter(())
         results = []
