@@ -6,6 +6,20 @@ import torch
 DEVICES = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_reiqa_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Exported ONNX graphs go to a folder of the test session, never the user's ~/.cache/reiqa."""
+    import os
+
+    old = os.environ.get("REIQA_CACHE")
+    os.environ["REIQA_CACHE"] = str(tmp_path_factory.mktemp("reiqa-cache"))
+    yield
+    if old is None:
+        os.environ.pop("REIQA_CACHE", None)
+    else:
+        os.environ["REIQA_CACHE"] = old
+
+
 @pytest.fixture(params=DEVICES, ids=str)
 def device(request: pytest.FixtureRequest) -> torch.device:
     return request.param

@@ -4,6 +4,7 @@ torch's."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -162,8 +163,9 @@ def test_cli_export_and_score_with_a_backend(cache, model_dir: Path, tmp_path: P
     assert scores["torch"].keys() == scores["onnxruntime"].keys() and len(scores["torch"]) == 3
     for name, value in scores["torch"].items():
         assert scores["onnxruntime"][name] == pytest.approx(value, abs=1e-3)
-    # an output started on torch is not resumed on another engine
-    mixed = subprocess.run(
+    # an output started on one engine may be resumed on another (same model id; equal to 1e-3)
+    (tmp_path / "extra.png").write_bytes((tmp_path / "0.png").read_bytes())
+    resumed = subprocess.run(
         [
             *cli,
             "score",
@@ -179,4 +181,19 @@ def test_cli_export_and_score_with_a_backend(cache, model_dir: Path, tmp_path: P
         text=True,
         env=env,
     )
-    assert mixed.returncode == 1 and "backend" in mixed.stderr
+    assert resumed.returncode == 0, resumed.stderr
+    rows = [line.split(",") for line in (tmp_path / "torch.csv").read_text().splitlines()[1:]]
+    assert len(rows) == 4 and float(rows[-1][1]) == pytest.approx(scores["torch"]["0.png"], abs=1e-3)
+
+
+def test_auto_picks_openvino_for_large_cpu_jobs_only() -> None:
+    from reiqa.backends import AUTO_MIN_IMAGES, choose_backend
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert choose_backend("torch", device=cpu, images=10_000) == "torch"
+    assert choose_backend("onnxruntime", device=cpu, images=1) == "onnxruntime"
+    assert choose_backend("auto", device=cpu, images=AUTO_MIN_IMAGES - 1) == "torch"
+    assert choose_backend("auto", device=cuda, images=10_000) == "torch"
+    expected = "openvino" if importlib.util.find_spec("openvino") else "torch"
+    assert choose_backend("auto", device=cpu, images=AUTO_MIN_IMAGES) == expected
+    assert choose_backend("auto", device=cpu, images=None) == expected  # a service

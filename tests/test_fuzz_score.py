@@ -201,6 +201,8 @@ def test_reiqa_score_scores_or_reports_every_file_without_a_traceback(
                 "cpu",
                 "--batch-size",
                 str(CLI_BATCH_SIZE),
+                "--backend",
+                "torch",  # this test is about inputs, not engines (auto would pick OpenVINO here)
             ],
             capture_output=True,
             text=True,

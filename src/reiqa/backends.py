@@ -31,6 +31,10 @@ from reiqa.features import FeatureModel, output_dim
 from reiqa.models.backbones import InputNorm
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
+#: ``auto`` picks OpenVINO (1.6x torch's images/s on a 2-core CPU, scores equal to 1e-4; see
+#: docs/reports/score-backends.json) for CPU jobs of at least this many images, where its longer
+#: start (about 1 s, and a one-time export of the graphs) pays off; torch otherwise
+AUTO_MIN_IMAGES = 100
 ROLES = ("quality", "content")
 OPSET = 18
 #: what each engine needs installed (pip extra of reiqa)
@@ -147,9 +151,26 @@ class EngineEncoder(nn.Module):
         return f"backend={self.backend}, feature_dim={self.feature_dim}"
 
 
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def choose_backend(requested: str, *, device: torch.device, images: int | None = None) -> str:
+    """The engine for ``requested``: itself, or for 'auto' OpenVINO when the job runs on the CPU,
+    has at least ``AUTO_MIN_IMAGES`` images (None: a long-running service) and OpenVINO and the
+    ONNX exporter are installed; torch otherwise."""
+    if requested != "auto":
+        return requested
+    if device.type != "cpu" or (images is not None and images < AUTO_MIN_IMAGES):
+        return "torch"
+    return "openvino" if _installed("openvino") and _installed("onnxscript") else "torch"
+
+
 def _require(backend: str) -> None:
     if backend not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
+        raise BackendError(f"unknown backend {backend!r}; one of auto, {', '.join(BACKENDS)}")
     if backend in _NEEDS:
         module, fix = _NEEDS[backend]
         try:

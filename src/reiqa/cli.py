@@ -32,8 +32,9 @@ MaxPixels = Annotated[
 Backend = Annotated[
     str,
     typer.Option(
-        help="Engine for the encoders: torch, onnxruntime or openvino (CPU; the ONNX graphs are exported "
-        "once into the cache, see `reiqa export`)."
+        help="Engine for the encoders: torch, onnxruntime, openvino (CPU; the ONNX graphs are exported "
+        "once into the cache, see `reiqa export`) or auto: OpenVINO on the CPU for 100 images or more "
+        "(serve: always) when installed, else torch."
     ),
 ]
 
@@ -266,7 +267,7 @@ def score(
     ] = None,
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     overwrite: Annotated[bool, typer.Option(help="Start --output over instead of resuming it.")] = False,
-    backend: Backend = "torch",
+    backend: Backend = "auto",
     ray: Annotated[
         str | None,
         typer.Option(
@@ -361,7 +362,7 @@ def serve(
         float, typer.Option(min=0, help="How long to wait for other requests to batch with.")
     ] = 10.0,
     max_batch: Annotated[int, typer.Option(min=1, help="Images per encoder batch.")] = 16,
-    backend: Backend = "torch",
+    backend: Backend = "auto",
 ) -> None:
     """Serve the model over HTTP: POST /score (multipart, parts named 'file'), GET /model,
     GET /health, and a page at / that sorts dropped photos by quality."""
@@ -388,12 +389,14 @@ def serve(
             err=True,
         )
     sock = bind(host, port)  # before the model is loaded: a busy port fails at once
+    from reiqa.backends import choose_backend
     from reiqa.bundle import load
     from reiqa.runtime import pick_device, tune_allocator
     from reiqa.service.app import create_app
 
     tune_allocator()
     net = load(None if model == "default" else model)
+    backend = choose_backend(backend, device=pick_device(device))
     net = net.to(pick_device(device)) if backend == "torch" else net.with_backend(backend)
     app_ = create_app(
         net,

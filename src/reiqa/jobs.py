@@ -38,8 +38,6 @@ def scoring_provenance(model: ReIQA) -> Provenance:
     options and the regressor, with the model's name and options for people."""
     opts = model.card.features
     options = {"max_side": opts.max_side, "min_side": opts.min_side, "compat": opts.compat}
-    if model.backend != "torch":  # scores of another engine are not mixed into a torch run's
-        options["backend"] = model.backend
     return Provenance(model.model_id, model.name, options)
 
 
@@ -125,7 +123,7 @@ def score_inputs(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     progress: bool | None = None,
     overwrite: bool = False,
-    backend: str = "torch",
+    backend: str = "auto",
     ray: str | None = None,
     ray_actors: int = 2,
     on_empty: Callable[[str], object] | None = None,
@@ -146,7 +144,10 @@ def score_inputs(
         on_empty(item)
     for message in bad if on_bad is not None else ():
         on_bad(message)
+    from reiqa.backends import choose_backend
+
     net = load(None if str(model) == "default" else model)
+    backend = choose_backend(backend, device=pick_device(device), images=len(paths))
     net = net.to(pick_device(device)) if backend == "torch" else net.with_backend(backend)
     if max_side is not None:
         net.max_side = max_side or None
