@@ -5,8 +5,9 @@
 
 Writes 500x500 JPEGs (from DATA/kodak24 when given, else synthetic textures), then:
 
-1. in-process baseline: ``ReIQA.score_files`` on the same files, one at a time and in batches of
-   8 (what ``reiqa score`` does), images/s;
+1. in-process baseline: ``ReIQA.score_files`` on the same files with the same engine as the
+   server (``--backend``, default auto as ``reiqa serve`` picks it), one at a time and in
+   batches of 8 (what ``reiqa score`` does), images/s;
 2. starts ``python -m reiqa serve`` (a real process, default options) and, for each number of
    concurrent clients, sends a fixed number of ``POST /score`` requests (each client a thread with
    its own connection), recording each request's latency, errors and the scores;
@@ -31,12 +32,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.score import make_jpegs  # noqa: E402
 
+from reiqa.backends import choose_backend  # noqa: E402
 from reiqa.bundle import load  # noqa: E402
 from reiqa.inputs import find_images  # noqa: E402
 from reiqa.runtime import tune_allocator  # noqa: E402
@@ -137,6 +140,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=64, help="requests per level")
     ap.add_argument("--files-per-request", type=int, default=1)
     ap.add_argument("--images", type=int, default=16, help="distinct 500x500 JPEGs")
+    ap.add_argument("--backend", default="auto", help="the server's and the in-process baseline's engine")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
     args = ap.parse_args()
 
@@ -145,7 +149,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_jpegs(Path(tmp), (500, 500), args.images, sources)
         files = [(p.name, p.read_bytes()) for p in paths]
-        model = load(None if args.model == "default" else args.model).to("cpu")
+        backend = choose_backend(args.backend, device=torch.device("cpu"))
+        model = load(None if args.model == "default" else args.model).with_backend(backend)
         list(model.score_files(paths[:8], batch_size=8))  # warm-up
         in_process = {}
         for batch in (1, 8):
@@ -157,7 +162,7 @@ def main() -> None:
         rss_in_process = peak_rss_mib(os.getpid())
         del model
 
-        proc, url = start_server(args.model, [])
+        proc, url = start_server(args.model, ["--backend", backend])
         try:
             load_level(url, files[:4], 1, 4, 1)  # warm-up
             levels = [load_level(url, files, c, args.requests, args.files_per_request) for c in args.clients]
@@ -177,6 +182,7 @@ def main() -> None:
     results = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "model": args.model,
+        "backend": backend,
         "image_size": "500x500 JPEG q90",
         "files_per_request": args.files_per_request,
         "in_process_images_per_s": {"batch1": in_process[1], "batch8": base},
@@ -184,7 +190,7 @@ def main() -> None:
         "server_peak_rss_mib": server_rss,
         "levels": rows,
     }
-    print(f"in process: {in_process[1]:.2f} img/s one at a time, {base:.2f} img/s in batches of 8")
+    print(f"backend {backend}; in process: {in_process[1]:.2f} img/s one by one, {base:.2f} in batches of 8")
     print("| clients | requests | img/s | vs in-process (batch 8) | p50 ms | p99 ms | errors | max |diff| |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
