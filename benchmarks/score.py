@@ -104,22 +104,22 @@ def compare_backends(args: argparse.Namespace) -> None:
         for size in SIZES:
             make_jpegs(folder, size, args.images, sources)
         one = sorted(folder.glob("500x500-*.jpg"))[0]
+
+        def score_one(backend: str) -> list[str]:
+            return [
+                sys.executable,
+                "-m",
+                "reiqa",
+                "score",
+                str(one),
+                "--model",
+                args.model,
+                "--backend",
+                backend,
+            ]
+
         for backend in args.backends:  # graphs exported into the cache before anything is timed
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "reiqa",
-                    "score",
-                    str(one),
-                    "--model",
-                    args.model,
-                    "--backend",
-                    backend,
-                ],
-                check=True,
-                capture_output=True,
-            )
+            subprocess.run(score_one(backend), check=True, capture_output=True)
         import_torch = _first_score_s([sys.executable, "-c", "import torch"])
         for backend in args.backends:
             out = folder / f"{backend}.json"
@@ -147,19 +147,7 @@ def compare_backends(args: argparse.Namespace) -> None:
                 command += ["--clive"]
             subprocess.run(command, check=True)
             runs[backend] = json.loads(out.read_text())
-            runs[backend]["first_score_s"] = _first_score_s(
-                [
-                    sys.executable,
-                    "-m",
-                    "reiqa",
-                    "score",
-                    str(one),
-                    "--model",
-                    args.model,
-                    "--backend",
-                    backend,
-                ]
-            )
+            runs[backend]["first_score_s"] = _first_score_s(score_one(backend))
     reference = runs.get("torch")
     mos = None
     if args.clive:

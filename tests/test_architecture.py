@@ -35,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
     "bundle": {"backends", "errors", "features", "io", "models", "regress", "resize"},
     "ranking": {"errors", "distortions", "features", "io"},
     "cluster": {"errors", "bundle", "io", "runtime"},
-    "jobs": {"errors", "bundle", "cluster", "features", "inputs", "io", "outputs", "runtime"},
+    "jobs": {"errors", "backends", "bundle", "cluster", "features", "inputs", "io", "outputs", "runtime"},
     "service": {"errors", "bundle", "features", "io", "resize"},
 }
 TOP = {"cli", "__main__", "reiqa"}  # the command line and the package face may import anything

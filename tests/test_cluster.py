@@ -35,23 +35,26 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_bundle(tmp_path_factory.mktemp("model") / "tiny")
 
 
+def _score_command(folder: Path, model: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "reiqa",
+        "score",
+        str(folder),
+        "--model",
+        str(model),
+        "--device",
+        "cpu",
+        *extra,
+    ]
+
+
 @pytest.fixture(scope="module")
 def cli_scores(folder: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("cli") / "scores.csv"
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "reiqa",
-            "score",
-            str(folder),
-            "--model",
-            str(tiny_model),
-            "--device",
-            "cpu",
-            "-o",
-            str(out),
-        ],
+        _score_command(folder, tiny_model, "-o", str(out)),
         capture_output=True,
         text=True,
     )
@@ -123,23 +126,7 @@ def test_cli_score_with_ray_equals_the_single_process_cli(
 ) -> None:
     out = tmp_path / "ray.csv"
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "reiqa",
-            "score",
-            str(folder),
-            "--model",
-            str(tiny_model),
-            "--device",
-            "cpu",
-            "--ray",
-            "local",
-            "--ray-actors",
-            "2",
-            "-o",
-            str(out),
-        ],
+        _score_command(folder, tiny_model, "--ray", "local", "--ray-actors", "2", "-o", str(out)),
         capture_output=True,
         text=True,
     )
