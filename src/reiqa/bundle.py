@@ -23,7 +23,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -198,6 +198,26 @@ class ScoreRecord:
     path: str
     score: float | None
     error: str | None = None
+
+
+def scored_record(name: str, value: float | None, error: str | None = None) -> ScoreRecord:
+    """A ScoreRecord for ``name``: ``value``, or a failure when there is none (``error``, the
+    reason) or it is not finite (never written as a score)."""
+    if value is not None and not math.isfinite(value):
+        return ScoreRecord(name, None, f"{name}: the model gave a non-finite score ({value})")
+    return ScoreRecord(name, value, error)
+
+
+def records_of(
+    names: Sequence[str], decoded: Sequence[Tensor | str], scores: Iterable[float]
+) -> list[ScoreRecord]:
+    """One ScoreRecord per name, in order: the reason where ``decoded`` holds one (a string), else
+    the next of ``scores`` (the scores of the decoded images, in order)."""
+    values = iter(scores)
+    return [
+        ScoreRecord(name, None, item) if isinstance(item, str) else scored_record(name, float(next(values)))
+        for name, item in zip(names, decoded, strict=True)
+    ]
 
 
 def _check_width(features: FeatureModel, regressor: QualityRegressor, where: object, fix: str) -> None:
@@ -394,10 +414,7 @@ class ReIQA:
             values = self.regressor.predict(np.stack([r.features for r in good])) if good else []
             scores = {r.index: float(v) for r, v in zip(good, values, strict=True)}
             for r in rows:
-                value, error = scores.get(r.index), r.error
-                if value is not None and not math.isfinite(value):  # never written as a score
-                    value, error = None, f"{paths[r.index]}: the model gave a non-finite score ({value})"
-                yield ScoreRecord(str(paths[r.index]), value, error)
+                yield scored_record(str(paths[r.index]), scores.get(r.index), r.error)
 
     # -- storage --------------------------------------------------------------------------------
 

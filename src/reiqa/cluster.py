@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
 from reiqa.errors import ImageLoadError, ReiqaError
 from reiqa.io import DEFAULT_MAX_PIXELS, decode_image, load_image
@@ -68,30 +69,28 @@ class BatchScorer:
         self.model = net.to(pick_device(device)) if backend == "torch" else net.with_backend(backend)
         self.max_pixels = max_pixels
 
-    def _decode(self, path: str, data: bytes | None) -> Any:
-        if data is not None:
-            return decode_image(bytes(data), path, max_pixels=self.max_pixels)
-        return load_image(path, max_pixels=self.max_pixels)
+    def _decode(self, path: str, data: bytes | None) -> Tensor | str:
+        """The image, or the reason it cannot be read."""
+        try:
+            if data is not None:
+                return decode_image(bytes(data), path, max_pixels=self.max_pixels)
+            return load_image(path, max_pixels=self.max_pixels)
+        except ImageLoadError as exc:
+            return str(exc)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from reiqa.bundle import records_of
+
         paths = [str(p) for p in batch[PATH]]
         blobs = batch.get(BYTES)
-        images, where, errors = [], [], [None] * len(paths)
-        for i, path in enumerate(paths):
-            try:
-                images.append(self._decode(path, None if blobs is None else blobs[i]))
-                where.append(i)
-            except ImageLoadError as exc:
-                errors[i] = str(exc)
-        scores = np.full(len(paths), np.nan)
-        if images:
-            values = self.model.score_images(images)
-            for i, value in zip(where, values, strict=True):
-                if math.isfinite(value):
-                    scores[i] = value
-                else:
-                    errors[i] = f"{paths[i]}: the model gave a non-finite score"
-        return {PATH: np.array(paths, dtype=object), SCORE: scores, ERROR: np.array(errors, dtype=object)}
+        decoded = [self._decode(path, None if blobs is None else blobs[i]) for i, path in enumerate(paths)]
+        images = [d for d in decoded if not isinstance(d, str)]
+        records = records_of(paths, decoded, self.model.score_images(images) if images else [])
+        return {
+            PATH: np.array(paths, dtype=object),
+            SCORE: np.array([np.nan if r.score is None else r.score for r in records]),
+            ERROR: np.array([r.error for r in records], dtype=object),
+        }
 
 
 def score_dataset(

@@ -30,13 +30,12 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from torch import Tensor
 
-from reiqa.bundle import ReIQA
+from reiqa.bundle import ReIQA, records_of
 from reiqa.errors import ImageLoadError
 from reiqa.features import FeatureOptions
 from reiqa.io import DEFAULT_MAX_PIXELS, decode_image
@@ -207,19 +206,9 @@ def create_app(
         del body
         decoded = await asyncio.to_thread(_decode_all, files, max_pixels, model.card.features)
         images = [d for d in decoded if not isinstance(d, str)]
-        scores = iter(await batcher.score(images)) if images else iter(())
-        results = []
-        for f, d in zip(files, decoded, strict=True):
-            if isinstance(d, str):
-                results.append({"filename": f.filename, "score": None, "error": d})
-                continue
-            value = float(next(scores))
-            if np.isfinite(value):
-                results.append({"filename": f.filename, "score": value, "error": None})
-            else:
-                results.append(
-                    {"filename": f.filename, "score": None, "error": "the model gave a non-finite score"}
-                )
+        scores = await batcher.score(images) if images else []
+        records = records_of([f.filename for f in files], decoded, scores)
+        results = [{"filename": r.path, "score": r.score, "error": r.error} for r in records]
         return JSONResponse({"results": results})
 
     return Guard(app, token=token, max_upload_bytes=max_upload_bytes)
