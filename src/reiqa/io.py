@@ -303,6 +303,13 @@ def _pillow_bomb_check_off() -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS = saved
 
 
+def _check_decode_options(background: tuple[float, float, float], max_pixels: int | None) -> None:
+    """The options of load_image and decode_image: ValueError for a bad one."""
+    _check_background(background)
+    if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 1):
+        raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
+
+
 def _check_background(background: tuple[float, float, float]) -> Tensor:
     """Returns the background as a (3, 1, 1) float32 tensor, after checking it."""
     values = tuple(background)
@@ -636,9 +643,7 @@ def load_image(
         ValueError: ``background`` or ``max_pixels`` is invalid.
     """
     path = Path(path)
-    _check_background(background)
-    if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 1):
-        raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
+    _check_decode_options(background, max_pixels)
     _check_file(path)
     _check_format(path)
     caught: list[warnings.WarningMessage] = []
@@ -665,9 +670,7 @@ def decode_image(
         ImageLoadError: as :func:`load_image`; ``path`` is ``name``.
         ValueError: ``background`` or ``max_pixels`` is invalid.
     """
-    _check_background(background)
-    if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 1):
-        raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
+    _check_decode_options(background, max_pixels)
     if not data:
         raise ImageLoadError(name, "empty", "the upload is empty (0 bytes)")
     _check_head(name, data[:_HEAD_BYTES], PurePath(name).suffix)
