@@ -18,12 +18,15 @@ __version__ = "0.1.0.dev0"
 __all__ = ["ImageLoadError", "ReIQA", "ReiqaError", "UnknownNameError", "__version__", "load"]
 
 
-def load(path: str | os.PathLike[str] | None = None, *, backend: str = "torch") -> ReIQA:
-    """A Re-IQA model: the embedded default (no argument) or a model folder; ``backend``:
-    'torch', 'onnxruntime' or 'openvino' (the encoders' engine). See reiqa.bundle."""
+def load(
+    path: str | os.PathLike[str] | None = None, *, backend: str = "torch", device: str | None = None
+) -> ReIQA:
+    """A Re-IQA model: the embedded default (no argument) or a model folder, on ``device``;
+    ``backend``: 'torch', 'onnxruntime', 'openvino' or 'auto' (the encoders' engine). See
+    reiqa.bundle."""
     from reiqa.bundle import load as _load
 
-    return _load(path, backend=backend)
+    return _load(path, backend=backend, device=device)
 
 
 def __getattr__(name: str) -> object:

@@ -471,11 +471,21 @@ def assemble(
     return ReIQA(net, regressor, card)
 
 
-def load(path: str | Path | None = None, *, backend: str = "torch") -> ReIQA:
-    """The embedded default model (no argument or 'default'), or a bundle folder; ``backend``
-    runs the encoders on another engine (``ReIQA.with_backend``)."""
+def load(
+    path: str | Path | None = None, *, backend: str = "torch", device: str | torch.device | None = None
+) -> ReIQA:
+    """The embedded default model (no argument or 'default'), or a bundle folder, on ``device``
+    (default: the CPU); ``backend`` runs the encoders on another engine (``ReIQA.with_backend``,
+    always on the CPU), 'auto' as ``reiqa.backends.choose_backend`` picks it for a long-lived
+    model."""
     model = _load(path)
-    return model if backend == "torch" else model.with_backend(backend)
+    if backend == "auto":
+        from reiqa.backends import choose_backend
+
+        backend = choose_backend(backend, device=torch.device(device or "cpu"))
+    if backend != "torch":
+        return model.with_backend(backend)
+    return model if device is None else model.to(device)
 
 
 def _load(path: str | Path | None) -> ReIQA:

@@ -389,15 +389,12 @@ def serve(
             err=True,
         )
     sock = bind(host, port)  # before the model is loaded: a busy port fails at once
-    from reiqa.backends import choose_backend
     from reiqa.bundle import load
     from reiqa.runtime import pick_device, tune_allocator
     from reiqa.service.app import create_app
 
     tune_allocator()
-    net = load(None if model == "default" else model)
-    backend = choose_backend(backend, device=pick_device(device))
-    net = net.to(pick_device(device)) if backend == "torch" else net.with_backend(backend)
+    net = load(model, backend=backend, device=pick_device(device))  # auto: a long-lived service
     app_ = create_app(
         net,
         max_upload_bytes=int(max_upload_mb * 2**20),

@@ -65,8 +65,7 @@ class BatchScorer:
         from reiqa.bundle import load
         from reiqa.runtime import pick_device
 
-        net = load(None if model == "default" else model)
-        self.model = net.to(pick_device(device)) if backend == "torch" else net.with_backend(backend)
+        self.model = load(model, backend=backend, device=pick_device(device))
         self.max_pixels = max_pixels
 
     def _decode(self, path: str, data: bytes | None) -> Tensor | str:

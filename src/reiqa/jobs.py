@@ -146,9 +146,9 @@ def score_inputs(
         on_bad(message)
     from reiqa.backends import choose_backend
 
-    net = load(None if str(model) == "default" else model)
-    backend = choose_backend(backend, device=pick_device(device), images=len(paths))
-    net = net.to(pick_device(device)) if backend == "torch" else net.with_backend(backend)
+    on = pick_device(device)
+    backend = choose_backend(backend, device=on, images=len(paths))
+    net = load(model, backend=backend, device=on)
     if max_side is not None:
         net.max_side = max_side or None
     scorer = None
