@@ -46,6 +46,7 @@ from reiqa.runtime import tune_allocator  # noqa: E402
 
 
 def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
+    """``python -m reiqa serve --port 0`` on ``model``, once it answers /health: (process, url)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "reiqa", "serve", "--port", "0", "--device", "cpu", "--model", model, *extra],
         stderr=subprocess.PIPE,
@@ -66,6 +67,8 @@ def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
             if httpx.get(f"{url}/health", timeout=5).status_code == 200:
                 return proc, url
         except httpx.TransportError:
+            if proc.poll() is not None:
+                raise SystemExit(f"reiqa serve exited ({proc.returncode}) before it answered") from None
             time.sleep(0.1)
 
 

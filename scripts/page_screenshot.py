@@ -14,13 +14,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.serve import start_server  # noqa: E402
+
 DEGRADE = {
     "kodim03.png": "lens_blur",
     "kodim05.png": "white_noise",
@@ -65,24 +67,8 @@ def main() -> None:
                 capture_output=True,
             )
             photos.append(copy)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "reiqa", "serve", "--port", "0", "--model", args.model],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        server, url = start_server(args.model, [])
         try:
-            url = None
-            for line in server.stderr:
-                if "listening on " in line:
-                    url = line.split("listening on ", 1)[1].split()[0]
-                    break
-            assert url is not None, "reiqa serve did not start"
-            while True:
-                try:
-                    if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
                 page = browser.new_page(viewport={"width": 1100, "height": 720})
