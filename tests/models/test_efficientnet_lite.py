@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from reiqa.features import FeatureModel
 from reiqa.models.backbones import InputNorm, build_backbone, feature_dim
 from reiqa.models.checkpoints import CheckpointError, load_encoder, save_encoder
-from reiqa.models.efficientnet_lite import EfficientNetLite, _same_pad
+from reiqa.models.efficientnet_lite import ConvBNAct, EfficientNetLite, _same_pad
 from reiqa.models.importers import import_efficientnet_lite0
 
 # The key layout of the efficientnet-lite-pytorch package, written out here independently of
@@ -58,6 +58,43 @@ def test_backbone_pools_1280_features_for_any_size() -> None:
         assert net(torch.rand(2, 3, 250, 333)).shape == (2, 1280)
         assert net(torch.rand(1, 3, 17, 9)).shape == (1, 1280)
     assert sum(p.numel() for p in net.parameters()) == pytest.approx(3.37e6, rel=0.02)
+
+
+def _random_statistics(net: torch.nn.Module, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 2 + 0.1)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+
+
+def _conv_then_batchnorm(self: ConvBNAct, x: torch.Tensor) -> torch.Tensor:
+    """The layer as trained: convolution, BatchNorm (running statistics in eval), activation."""
+    if self.stride > 1:
+        x = F.pad(x, _same_pad(x.shape[-2:], self.kernel, self.stride))
+    return self.act(self.bn(self.conv(x)))
+
+
+def test_evaluation_folds_batchnorm_into_the_convolution_with_the_same_output(monkeypatch) -> None:
+    torch.manual_seed(0)
+    net = build_backbone("efficientnet_lite0")
+    _random_statistics(net)
+    keys = list(net.state_dict())
+    x = torch.rand(2, 3, 75, 61)
+    with torch.inference_mode():
+        net.train()
+        trained_path = net(x)  # batch statistics: nothing folded in training
+        net.eval()
+        folded = net(x)
+        monkeypatch.setattr(ConvBNAct, "forward", _conv_then_batchnorm)
+        unfolded = net(x)
+        net.train()
+        assert torch.equal(net(x), trained_path)
+    assert torch.allclose(folded, unfolded, rtol=1e-4, atol=1e-5), (folded - unfolded).abs().max()
+    assert not torch.allclose(folded, trained_path, atol=1e-3)  # the statistics matter here
+    assert list(net.state_dict()) == keys  # saved and loaded as before
 
 
 def test_tf_lite_norm_maps_pixel_127_to_zero() -> None:
