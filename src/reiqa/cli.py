@@ -144,27 +144,27 @@ def features(
     """Extract Re-IQA features (quality and/or content encoder, full and half scale)."""
     from reiqa.features import FeatureOptions
     from reiqa.jobs import extract_to_file
-    from reiqa.runtime import tune_allocator
+    from reiqa.runtime import tuned_allocator
 
     if (quality is None and content is None) == (model is None):
         raise typer.BadParameter("give --quality and/or --content, or --model")
-    tune_allocator()
-    table = extract_to_file(
-        inputs,
-        out,
-        quality=quality,
-        content=content,
-        model=model,
-        device=device,
-        options=FeatureOptions(max_side=max_side, min_side=min_side, compat=compat),
-        overwrite=overwrite,
-        cache=cache,
-        batch_size=batch_size,
-        workers=workers,
-        progress=True,
-        amp=amp,
-        max_pixels=max_pixels,
-    )
+    with tuned_allocator():
+        table = extract_to_file(
+            inputs,
+            out,
+            quality=quality,
+            content=content,
+            model=model,
+            device=device,
+            options=FeatureOptions(max_side=max_side, min_side=min_side, compat=compat),
+            overwrite=overwrite,
+            cache=cache,
+            batch_size=batch_size,
+            workers=workers,
+            progress=True,
+            amp=amp,
+            max_pixels=max_pixels,
+        )
     _print_extraction(table, out)
 
 
@@ -280,26 +280,27 @@ def score(
     """Score images with a Re-IQA model; bad files and inputs are reported and skipped (exit
     status 3 when any file or input failed)."""
     from reiqa.jobs import score_inputs
-    from reiqa.runtime import tune_allocator
+    from reiqa.runtime import tuned_allocator
 
-    tune_allocator()  # 2x faster on CPU: freed activations are reused instead of unmapped
-    run = score_inputs(
-        inputs,
-        output,
-        recursive=recursive,
-        model=model,
-        device=device,
-        batch_size=batch_size,
-        workers=workers,
-        max_side=max_side,
-        max_pixels=max_pixels,
-        overwrite=overwrite,
-        backend=backend,
-        ray=ray,
-        ray_actors=ray_actors,
-        on_empty=lambda item: _echo(f"skipped: {item}: no image files found there", err=True),
-        on_bad=lambda message: _echo(f"skipped: {message}", err=True),
-    )
+    # 2x faster on CPU: freed activations are reused instead of unmapped; given back at the end
+    with tuned_allocator():
+        run = score_inputs(
+            inputs,
+            output,
+            recursive=recursive,
+            model=model,
+            device=device,
+            batch_size=batch_size,
+            workers=workers,
+            max_side=max_side,
+            max_pixels=max_pixels,
+            overwrite=overwrite,
+            backend=backend,
+            ray=ray,
+            ray_actors=ray_actors,
+            on_empty=lambda item: _echo(f"skipped: {item}: no image files found there", err=True),
+            on_bad=lambda message: _echo(f"skipped: {message}", err=True),
+        )
     _print_scores(run, output)
     failed = run.summary.failed_in_output if output is not None else run.summary.failed
     if failed or run.empty_inputs or run.bad_inputs:

@@ -33,10 +33,10 @@ from reiqa.models.checkpoints import load_encoder
 from reiqa.resize import cap_size, half_scale
 
 #: images of one size that go through the encoders together, at most this many pixels in all
-#: (four 500x500, one 1024x768; a 12 Mpx photo alone): bounds memory, keeps activations in cache.
-#: For the default model on 2 CPU cores, 2^20 scores as fast as 2^21 with 0.5 GB less peak RSS
-#: (500x500 photos: 7.12 against 7.09 images/s, 1.10 against 1.60 GB; 2^19: 6.2 images/s, 0.88 GB)
-MAX_PIXELS_PER_FORWARD = 2**20
+#: (two 500x500, one 1024x768; a 12 Mpx photo alone): bounds memory, keeps activations in cache.
+#: Default model, 2 CPU cores, 500x500 photos, in one run: 2^19 scores 7.5 images/s against 8.0
+#: for 2^20, and ``reiqa score`` peaks at 0.85 GB against 1.04 GB (the 1 GB goal of issue 13).
+MAX_PIXELS_PER_FORWARD = 2**19
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
