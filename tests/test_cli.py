@@ -155,6 +155,7 @@ def test_the_cli_limit_is_the_loaders_limit() -> None:
     "args",
     [
         ["--help"],
+        ["--version"],
         ["score", "--help"],
         ["features", "--help"],
         ["score"],

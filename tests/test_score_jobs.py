@@ -1,6 +1,7 @@
 """``reiqa score`` as an unlucky or hostile user runs it: resumed outputs of other models, two
 writers, failed files retried, paths named two ways, bad arguments beside good ones, and errors
-that are one line, not a traceback. Runs the console entry point (``reiqa.cli.main``)."""
+that are one line, not a traceback. Runs ``reiqa.cli.main`` in-process, and the console script
+(``reiqa.cli.entry``, which calls it) in a subprocess."""
 
 from __future__ import annotations
 
@@ -271,3 +272,62 @@ def test_every_other_writer_needs_overwrite_too(models, photos, tmp_path, capsys
         ["evaluate", "--features", taken, "--scores", labels, "--out", report], capsys, monkeypatch
     )
     assert code == 1 and "already holds report.md" in err and (report / "report.md").read_text() == "mine"
+
+
+_ENTRY = """
+import atexit, sys, threading, time
+from pathlib import Path
+from reiqa import cli
+
+marker = Path(sys.argv[1])
+def late_writer():
+    time.sleep(0.5)  # still running when the command returns: the exit must wait for it
+    marker.with_suffix(".thread").write_text("done")
+threading.Thread(target=late_writer).start()
+atexit.register(lambda: marker.write_text("atexit ran"))
+sys.argv = ["reiqa", *sys.argv[2:]]
+cli.entry()
+"""
+
+
+@pytest.mark.parametrize("to_file", [True, False])
+def test_the_console_script_exits_quickly_but_keeps_what_matters(models, photos, tmp_path, to_file) -> None:
+    """``reiqa score`` through the console script skips the interpreter's teardown, yet its exit
+    status, output file, printed lines (stdout to a pipe is block-buffered), atexit handlers and
+    other threads are those of a normal exit."""
+    import subprocess
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    out, marker = tmp_path / "scores.csv", tmp_path / "marker.txt"
+    args = ["score", *map(str, [*photos, broken]), "--model", str(models[0]), "--device", "cpu"]
+    args += ["-o", str(out)] if to_file else []
+    done = subprocess.run(
+        [sys.executable, "-c", _ENTRY, str(marker), *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 3, done.stderr
+    assert f"skipped: {broken}" in done.stderr
+    assert f"{len(photos)} scored, 1 failed" in done.stdout + done.stderr
+    if to_file:
+        rows = _rows(out)
+        assert [r["path"] for r in rows] == [str(p) for p in [*photos, broken]]
+        assert all(r["score"] for r in rows[:-1]) and rows[-1]["error"] and not rows[-1]["score"]
+    else:
+        assert [line.split()[0] for line in done.stdout.splitlines()[: len(photos)]] == list(map(str, photos))
+    assert marker.read_text() == "atexit ran"
+    assert marker.with_suffix(".thread").read_text() == "done"
+
+
+def test_version_through_the_console_script(tmp_path) -> None:
+    """``--version`` (a command that exits the usual way) prints the version and exits with 0."""
+    import subprocess
+
+    from reiqa import __version__
+
+    marker = tmp_path / "marker.txt"
+    done = subprocess.run(
+        [sys.executable, "-c", _ENTRY, str(marker), "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == __version__
+    assert marker.read_text() == "atexit ran"

@@ -1,3 +1,3 @@
-from reiqa.cli import main
+from reiqa.cli import entry
 
-main()
+entry()
