@@ -284,6 +284,10 @@ def late_writer():
     time.sleep(0.5)  # still running when the command returns: the exit must wait for it
     marker.with_suffix(".thread").write_text("done")
 threading.Thread(target=late_writer).start()
+# a pool left open, as libraries leave them: its worker threads wait until threading's exit hook
+from concurrent.futures import ThreadPoolExecutor
+pool = ThreadPoolExecutor(max_workers=1)  # still referenced at exit
+pool.submit(int, "1").result()
 atexit.register(lambda: marker.write_text("atexit ran"))
 sys.argv = ["reiqa", *sys.argv[2:]]
 cli.entry()

@@ -593,9 +593,14 @@ def _quick_exit(code: object) -> None:
     else:  # sys.exit("message") prints the message and exits with 1
         print(code, file=sys.stderr)
         status = 1
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # What the interpreter's finalisation does first, in its order: stop thread pools (threading's
+    # own exit hooks), join the other non-daemon threads, run the atexit handlers.
+    if hasattr(threading, "_shutdown"):
+        threading._shutdown()
+    else:  # not CPython
+        for thread in threading.enumerate():
+            if thread is not threading.main_thread() and not thread.daemon:
+                thread.join()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: no reader left
