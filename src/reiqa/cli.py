@@ -566,9 +566,10 @@ def entry() -> None:
 
     With torch imported, the interpreter's teardown and the C++ libraries' destructors take about
     0.45 s on a 2-core CPU (``python -c "import torch"`` spends it too), a fifth of scoring one
-    photo. The quick exit keeps what matters of it: other non-daemon threads are joined, the
-    ``atexit`` handlers run (logging, multiprocessing pools, Ray), the standard streams are
-    flushed; then ``os._exit`` with the status ``sys.exit`` would give. ``main`` itself, which
+    photo. The quick exit keeps what matters of it, in the interpreter's order: thread pools are
+    stopped and other non-daemon threads joined, the ``atexit`` handlers run (logging,
+    multiprocessing pools, Ray), the standard streams are flushed; then ``os._exit`` with the
+    status ``sys.exit`` would give. ``main`` itself, which
     the tests call in-process, never exits this way."""
     try:
         main()
