@@ -197,3 +197,47 @@ def test_auto_picks_openvino_for_large_cpu_jobs_only() -> None:
     expected = "openvino" if importlib.util.find_spec("openvino") else "torch"
     assert choose_backend("auto", device=cpu, images=AUTO_MIN_IMAGES) == expected
     assert choose_backend("auto", device=cpu, images=None) == expected  # a service
+
+
+def test_bfloat16_openvino_is_close_but_never_mixed_with_float32(
+    cache, model_dir: Path, images, tmp_path
+) -> None:
+    pytest.importorskip("openvino", reason="pip install 'reiqa[openvino]'")
+    from reiqa.errors import ReiqaError
+    from reiqa.jobs import score_inputs
+
+    torch_model = load(model_dir)
+    bf16 = load(model_dir, backend="openvino-bf16")
+    assert bf16.backend == "openvino-bf16" and bf16.features.precision == "bf16"
+    # other numbers, so another id: caches and outputs never mix them with float32 ones
+    assert bf16.model_id not in {torch_model.model_id, load(model_dir, backend="openvino").model_id}
+    for image in images:
+        expected = torch_model.features(image[None])
+        torch.testing.assert_close(bf16.features(image[None]), expected, atol=0.05, rtol=0.05)
+    for i, image in enumerate(images[:2]):
+        save_image(image, tmp_path / f"{i}.png")
+    out = tmp_path / "scores.csv"
+    score_inputs([tmp_path], out, model=model_dir, device="cpu", backend="torch")
+    with pytest.raises(ReiqaError, match=str(out)):
+        score_inputs([tmp_path], out, model=model_dir, device="cpu", backend="openvino-bf16")
+
+
+def test_engines_set_their_pixel_budget_per_forward(cache, model_dir: Path) -> None:
+    from reiqa.backends import ENGINE_PIXELS_PER_FORWARD
+    from reiqa.features import MAX_PIXELS_PER_FORWARD, encode
+
+    model = load(model_dir)
+    assert model.features.pixels_per_forward == MAX_PIXELS_PER_FORWARD
+    batches = []
+    model.features.register_forward_pre_hook(lambda _, args: batches.append(len(args[0])))
+    model.features.pixels_per_forward = 2 * 32 * 40  # two 32x40 images per forward pass
+    assert encode(model.features, torch.rand(5, 3, 32, 40)).shape[0] == 5
+    assert batches == [2, 2, 1]
+    assert load(model_dir, backend="onnxruntime").features.pixels_per_forward == MAX_PIXELS_PER_FORWARD
+    if importlib.util.find_spec("openvino"):
+        expected = ENGINE_PIXELS_PER_FORWARD["openvino"]
+        assert (
+            load(model_dir, backend="openvino").features.pixels_per_forward
+            == expected
+            < MAX_PIXELS_PER_FORWARD
+        )

@@ -316,8 +316,9 @@ class ReIQA:
 
     def with_backend(self, backend: str, *, onnx_dir: str | Path | None = None) -> ReIQA:
         """This model with its encoders run by ``backend`` (see ``reiqa.backends``), on the CPU;
-        the ONNX graphs come from ``onnx_dir`` (``reiqa export``) or the cache. Same model id and
-        card; the scores differ only by the engine's arithmetic."""
+        the ONNX graphs come from ``onnx_dir`` (``reiqa export``) or the cache. Same card; same
+        model id for the float32 engines, whose scores differ only by the engine's arithmetic
+        (1e-4), another for ``openvino-bf16``, whose scores move by up to a few points."""
         from reiqa.backends import use_backend
 
         if backend == self.backend:

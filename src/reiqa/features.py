@@ -109,6 +109,8 @@ class FeatureModel(nn.Module):
         self.compat = compat
         self.backend = "torch"
         self.source_weights_hash: hashlib._Hash | None = None
+        self.pixels_per_forward = MAX_PIXELS_PER_FORWARD  # the budget of ``encode``
+        self.precision = "fp32"  # an engine's reduced precision (reiqa.backends) changes the features
         self.eval()
 
     @classmethod
@@ -157,6 +159,8 @@ class FeatureModel(nn.Module):
         options = {"compat": self.compat, "max_side": max_side, "min_side": min_side}
         if (self.quality_norm.kind, self.content_norm.kind) != ("none", "imagenet"):
             options["norms"] = [self.quality_norm.kind, self.content_norm.kind]
+        if self.precision != "fp32":  # other numbers: never mixed with fp32 in caches and outputs
+            options["precision"] = self.precision
         h.update(json.dumps(options).encode())
         return h.hexdigest()[:16]
 
@@ -358,16 +362,17 @@ def encode(
     *,
     channels_last: bool = True,
     amp: str = "none",
-    max_pixels_per_forward: int = MAX_PIXELS_PER_FORWARD,
+    max_pixels_per_forward: int | None = None,
 ) -> np.ndarray:
     """Features of (N, 3, H, W) float images in [0, 1] of one size, already capped by the feature
     options; (N, D) float32. The images go to the model's device a few at a time, at most
-    ``max_pixels_per_forward`` pixels per forward pass."""
+    ``max_pixels_per_forward`` pixels per forward pass (None: the model's ``pixels_per_forward``)."""
     if amp not in AMP_DTYPES:
         raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {amp!r}")
     amp_dtype = AMP_DTYPES[amp]
     device = model.device
-    step = max(1, max_pixels_per_forward // (images.shape[-2] * images.shape[-1]))
+    budget = model.pixels_per_forward if max_pixels_per_forward is None else max_pixels_per_forward
+    step = max(1, budget // (images.shape[-2] * images.shape[-1]))
     parts = []
     for start in range(0, len(images), step):
         x = images[start : start + step].to(device)
