@@ -31,7 +31,7 @@ from reiqa.features import FeatureModel, output_dim
 from reiqa.models.backbones import InputNorm
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "openvino-bf16")
-#: ``auto`` picks OpenVINO (1.6x torch's images/s on a 2-core CPU, scores equal to 1e-4; see
+#: ``auto`` picks OpenVINO (1.2x torch's images/s on a 2-core CPU, scores equal to 1e-4; see
 #: docs/reports/score-backends.json) for CPU jobs of at least this many images, where its longer
 #: start (about 1 s, and a one-time export of the graphs) pays off; torch otherwise
 AUTO_MIN_IMAGES = 100
