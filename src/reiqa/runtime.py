@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +18,10 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
-    """glibc, or None where the C library is not glibc (or not found)."""
+    """glibc, or None where the C library is not glibc (or not found). Looked up once: finding it
+    runs ``ldconfig -p`` in a child process."""
     if not sys.platform.startswith("linux"):
         return None
     name = ctypes.util.find_library("c")
