@@ -22,7 +22,7 @@ def load(
     path: str | os.PathLike[str] | None = None, *, backend: str = "torch", device: str | None = None
 ) -> ReIQA:
     """A Re-IQA model: the embedded default (no argument) or a model folder, on ``device``;
-    ``backend``: 'torch', 'onnxruntime', 'openvino' or 'auto' (the encoders' engine). See
+    ``backend``: the encoders' engine, 'auto' or one of ``reiqa.backends.BACKENDS``. See
     reiqa.bundle."""
     from reiqa.bundle import load as _load
 

@@ -311,7 +311,7 @@ class ReIQA:
 
     @property
     def backend(self) -> str:
-        """The engine that runs the encoders: 'torch', 'onnxruntime' or 'openvino'."""
+        """The engine that runs the encoders: one of ``reiqa.backends.BACKENDS``."""
         return self.features.backend
 
     def with_backend(self, backend: str, *, onnx_dir: str | Path | None = None) -> ReIQA:

@@ -50,7 +50,7 @@ class BatchScorer:
 
     Args:
         model: 'default' or a model folder (readable where the actor runs).
-        backend: 'torch', 'onnxruntime' or 'openvino'.
+        backend: one of ``reiqa.backends.BACKENDS``.
         device: 'cpu', 'cuda' (an actor with ``num_gpus``) or 'auto'.
         max_pixels: refuse images with more pixels.
     """
