@@ -1,6 +1,11 @@
 """Checked reading for the dataset loaders: folders, label files (CSV, text, .mat, .xlsx) and the
 images they list. Every failure raises DatasetError naming the file, the cause and the fix.
 
+Most loaders are a declaration: a ``LabelFile`` says where the label file is, how to read its rows
+(``csv_rows``, ``xlsx_rows``, ``text_rows``), which columns hold the image name, the score and its
+std, what else a row says (``entry``) and where the images are; ``load_labels`` reads it. A loader
+with several label files reads each with ``read_labels`` and joins them itself.
+
 scipy (for .mat) and openpyxl (for .xlsx) are imported when a loader needs them, so importing
 ``reiqa.datasets`` stays cheap.
 """
@@ -11,12 +16,14 @@ import csv
 import math
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
+from reiqa.datasets.base import DatasetSpec, LabelTable
 from reiqa.errors import DatasetError
 
 #: how many missing image names an error message shows
@@ -318,3 +325,201 @@ def cell_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
+
+
+def blank(value: Any) -> bool:
+    """Whether a cell holds nothing: None, or text that is empty once stripped."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+# -- the shared recipe: a declared label file read into a LabelTable -----------------------------
+
+#: one row of a label file: column name -> cell (text for CSV and text files, any value for .xlsx)
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a row stands, for error messages: its file and ``"line 3"`` (or ``"row 7"``).
+
+    ``str(place)`` is ``"<file>, line 3"``, the prefix every row error starts with."""
+
+    file: Path
+    where: str
+
+    def __str__(self) -> str:
+        return f"{self.file}, {self.where}"
+
+    def number(self, value: Any, column: str) -> float:
+        """``value`` of ``column`` as a finite float (``parse_float`` at this place)."""
+        return parse_float(value, path=self.file, where=self.where, column=column)
+
+
+#: reads a label file into ``(where, row)`` pairs, ``where`` being e.g. ``"line 3"``
+RowReader = Callable[[Path], Iterable[tuple[str, Row]]]
+
+
+def csv_rows(what: str, columns: Sequence[str]) -> RowReader:
+    """Rows of a CSV file with a header holding ``columns`` (``what``: the published file, for errors)."""
+
+    def read(path: Path) -> list[tuple[str, Row]]:
+        return [(f"line {n}", row) for n, row in read_csv(path, columns, what=what)]
+
+    return read
+
+
+def xlsx_rows(
+    what: str, columns: Sequence[str], *, sheet: str | None = None, padding: Sequence[str] = ()
+) -> RowReader:
+    """Rows below the header row of one sheet (the first when ``sheet`` is None) of an .xlsx
+    workbook; the header is found by the names ``columns``. A row whose ``padding`` cells are all
+    ``blank`` is skipped (workbooks pad their ends)."""
+
+    def read(path: Path) -> list[tuple[str, Row]]:
+        rows = read_xlsx(path, sheet=sheet, what=what)
+        in_sheet = "" if sheet is None else f" (sheet {sheet!r})"
+        head, col = find_header(rows, columns, path=path, what=what + in_sheet)
+        out: list[tuple[str, Row]] = []
+        for r, values in enumerate(rows[head + 1 :], start=head + 2):
+            cells = {k: (values[j] if j < len(values) else None) for k, j in col.items()}
+            if padding and all(blank(cells[k]) for k in padding):
+                continue
+            out.append((f"sheet {sheet!r} row {r}" if sheet is not None else f"row {r}", cells))
+        return out
+
+    return read
+
+
+def text_rows(split: Callable[[str, Place], Row]) -> RowReader:
+    """Non-blank lines of a text file, each made a row by ``split(line, place)`` (which raises
+    DatasetError, starting with ``place``, for a line it cannot read). Lines are split as the rows
+    are read, so the first bad line is the one reported, whatever is wrong with it."""
+
+    def read(path: Path) -> Iterator[tuple[str, Row]]:
+        for n, line in read_text_lines(path):
+            place = Place(path, f"line {n}")
+            yield place.where, split(line, place)
+
+    return read
+
+
+@dataclass
+class Labels:
+    """What label files say, one entry per row in file order.
+
+    ``reference`` and ``distortion`` are None unless the recipe's ``entry`` gives them."""
+
+    names: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    std: list[float] | None = None
+    reference: list[str] | None = None
+    distortion: list[str] | None = None
+    places: list[Place] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+#: the keys an ``entry`` function may return
+ENTRY_KEYS = ("image", "reference", "distortion")
+
+
+@dataclass(frozen=True)
+class LabelFile:
+    """The declarative part of a loader: how a database's label file becomes a LabelTable.
+
+    Attributes:
+        rows: reads the file's rows: ``csv_rows``, ``xlsx_rows`` or ``text_rows``.
+        image: the column holding the image name (relative to the image folder).
+        score: the column holding the score.
+        std: the column holding the standard deviation of the ratings; None when not published.
+        entry: ``entry(row, place)`` checks what else a row says and returns it as a dict with
+            any of ``"image"`` (a name built from several columns, replacing ``image``),
+            ``"reference"`` and ``"distortion"``; called before the numbers are read.
+        path: the label file relative to the database folder; with several, the first that is a
+            file (when none is, the first is reported missing). Used by ``load_labels`` only.
+        folder: the database folder as messages describe it: ``"KADID-10k folder (it holds ...)"``.
+        images: the image folder relative to the database folder, or ``images(root, names)``
+            (which may raise DatasetError).
+        fix: what to do when images are missing; ``{root}`` and ``{images}`` are filled in.
+        rated: what the rows are, for the message on an empty file.
+        more: ``more(root, labels)`` reads further columns from other files once the labels are
+            read and checked: a dict with ``"split"`` and/or ``"std"``.
+    """
+
+    rows: RowReader
+    image: str
+    score: str
+    std: str | None = None
+    entry: Callable[[Row, Place], dict[str, str]] | None = None
+    path: str | tuple[str, ...] = ()
+    folder: str = ""
+    images: str | Callable[[Path, list[str]], Path] = "."
+    fix: str = ""
+    rated: str = "labelled images"
+    more: Callable[[Path, Labels], dict[str, list[Any]]] | None = None
+
+
+def read_labels(path: Path, labels: LabelFile) -> Labels:
+    """The rows of the label file ``path`` read as ``labels`` declares, row by row: ``entry``
+    first, then the score, then the std. No check of the whole (empty file, names listed twice).
+
+    Raises:
+        DatasetError: the file cannot be read, or a row is malformed (naming file and line).
+    """
+    found = Labels(std=None if labels.std is None else [])
+    given: dict[str, list[str]] = {}
+    for where, row in labels.rows(path):
+        place = Place(path, where)
+        extra = labels.entry(row, place) if labels.entry is not None else {}
+        unknown = sorted(set(extra) - set(ENTRY_KEYS))
+        if unknown:
+            raise ValueError(f"LabelFile.entry returned {unknown}; it may return {list(ENTRY_KEYS)}")
+        found.names.append(extra["image"] if "image" in extra else cell_text(row[labels.image]))
+        found.scores.append(place.number(row[labels.score], labels.score))
+        if found.std is not None and labels.std is not None:
+            found.std.append(place.number(row[labels.std], labels.std))
+        for key in ("reference", "distortion"):
+            if key in extra:
+                given.setdefault(key, []).append(extra[key])
+        found.places.append(place)
+    for key, values in given.items():
+        if len(values) != len(found):
+            raise ValueError(f"LabelFile.entry gave {key!r} for {len(values)} of {len(found)} rows")
+        setattr(found, key, values)
+    return found
+
+
+def load_labels(spec: DatasetSpec, labels: LabelFile, root: Path | str) -> LabelTable:
+    """The LabelTable of database ``spec`` in the folder ``root``, read as ``labels`` declares.
+
+    In order: the folder and the label file must exist; the rows are read (``read_labels``); the
+    file must list at least one image, each once; ``more`` reads further files; every image must
+    exist in the image folder.
+
+    Raises:
+        DatasetError: any of those fails; the message names the file and the cause.
+    """
+    root = require_dir(root, labels.folder)
+    candidates = (labels.path,) if isinstance(labels.path, str) else labels.path
+    if not candidates:
+        raise ValueError("LabelFile.path is needed to load a database with load_labels")
+    path = next((root / c for c in candidates if (root / c).is_file()), root / candidates[0])
+    label_file = require_file(path, root=root, what=labels.folder)
+    found = read_labels(label_file, labels)
+    check_not_empty(len(found), path=label_file, what=labels.rated)
+    check_unique(found.names, path=label_file, where=[p.where for p in found.places])
+    more = labels.more(root, found) if labels.more is not None else {}
+    image_dir = labels.images(root, found.names) if callable(labels.images) else root / labels.images
+    paths = locate_images(
+        image_dir, found.names, label_file=label_file, fix=labels.fix.format(root=root, images=image_dir)
+    )
+    return spec.table(
+        root,
+        paths,
+        found.scores,
+        std=more.get("std", found.std),
+        reference=found.reference,
+        distortion=found.distortion,
+        split=more.get("split"),
+    )

@@ -20,21 +20,35 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reiqa.datasets._common import (
-    check_not_empty,
-    check_unique,
-    locate_images,
-    parse_float,
-    read_csv,
-    require_dir,
-    require_file,
-)
-from reiqa.datasets.base import DatasetSpec, LabelTable
+from reiqa.datasets._common import LabelFile, csv_rows, load_labels
+from reiqa.datasets.base import LabelTable, Scale, dataset_spec
 
 LABEL_FILE = "data.csv"
 IMAGE_DIRS = ("images", "Images", "image", "AGIQA-3K", "AGIQA-3k", "AGIQA_3K", ".")
-_WHAT = f"AGIQA-3K folder (it holds {LABEL_FILE} and the images)"
-_RANGE = (0.0, 5.0)
+
+
+def _image_dir(root: Path, names: list[str]) -> Path:
+    """The first of IMAGE_DIRS holding the first listed image; else the first that exists; else
+    ``images/``."""
+    for name in IMAGE_DIRS:
+        if (root / name / names[0]).is_file():
+            return root / name
+    for name in IMAGE_DIRS[:-1]:
+        if (root / name).is_dir():
+            return root / name
+    return root / IMAGE_DIRS[0]
+
+
+LABELS = LabelFile(
+    path=LABEL_FILE,
+    folder=f"AGIQA-3K folder (it holds {LABEL_FILE} and the images)",
+    rows=csv_rows("AGIQA-3K data.csv", ("name", "mos_quality", "std_quality")),
+    image="name",
+    score="mos_quality",
+    std="std_quality",
+    images=_image_dir,
+    fix="extract the AGIQA-3K images into {root}/" + IMAGE_DIRS[0],
+)
 
 
 def load(root: Path) -> LabelTable:
@@ -43,48 +57,14 @@ def load(root: Path) -> LabelTable:
     Raises:
         DatasetError: ``data.csv`` is missing or malformed, or images are missing.
     """
-    root = require_dir(root, _WHAT)
-    label_file = require_file(root / LABEL_FILE, root=root, what=_WHAT)
-    rows = read_csv(label_file, ("name", "mos_quality", "std_quality"), what="AGIQA-3K data.csv")
-    check_not_empty(len(rows), path=label_file, what="labelled images")
-    names = [row["name"] for _, row in rows]
-    check_unique(names, path=label_file, where=[f"line {n}" for n, _ in rows])
-    scores = [
-        parse_float(r["mos_quality"], path=label_file, where=f"line {n}", column="mos_quality")
-        for n, r in rows
-    ]
-    std = [
-        parse_float(r["std_quality"], path=label_file, where=f"line {n}", column="std_quality")
-        for n, r in rows
-    ]
-    image_dir = _image_dir(root, names[0])
-    paths = locate_images(
-        image_dir,
-        names,
-        label_file=label_file,
-        fix=f"extract the AGIQA-3K images into {root / IMAGE_DIRS[0]}",
-    )
-    return SPEC.table(root, paths, scores, std=std)
+    return load_labels(SPEC, LABELS, root)
 
 
-def _image_dir(root: Path, first: str) -> Path:
-    """The first of IMAGE_DIRS holding ``first``; else the first that exists; else ``images/``."""
-    for name in IMAGE_DIRS:
-        if (root / name / first).is_file():
-            return root / name
-    for name in IMAGE_DIRS[:-1]:
-        if (root / name).is_dir():
-            return root / name
-    return root / IMAGE_DIRS[0]
-
-
-SPEC = DatasetSpec(
+SPEC = dataset_spec(
     name="agiqa3k",
     title="AGIQA-3K",
     kind="ai-generated",
-    score="MOS",
-    score_range=_RANGE,
-    higher_is_better=True,
+    scale=Scale("MOS", 0.0, 5.0, higher_is_better=True),
     official_split=False,
     load=load,
     citation=(

@@ -1,5 +1,6 @@
-"""The two types every dataset loader shares: ``DatasetSpec`` (one row of the registry) and
-``LabelTable`` (what a loader returns). Their errors are ``reiqa.errors.DatasetError``.
+"""The two types every dataset loader shares: ``DatasetSpec`` (one row of the registry, declared
+with ``dataset_spec`` and a ``Scale``) and ``LabelTable`` (what a loader returns). Their errors are
+``reiqa.errors.DatasetError``.
 
 A loader reads the label files in the form the database is published, from a folder the user
 names, checks that every listed image exists (it never decodes one), and returns a LabelTable.
@@ -83,6 +84,46 @@ class DatasetSpec:
             higher_is_better=self.higher_is_better,
             score_range=self.score_range,
         )
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A database's score as published, in one declaration: ``Scale("DMOS", 0, 100, higher_is_better=False)``.
+
+    Attributes:
+        score: ``"MOS"``, ``"DMOS"`` or ``"Elo"``.
+        low, high: the nominal range of the scale.
+        higher_is_better: the direction of the score.
+    """
+
+    score: str
+    low: float
+    high: float
+    higher_is_better: bool
+
+
+def dataset_spec(
+    *,
+    name: str,
+    title: str,
+    kind: str,
+    scale: Scale,
+    official_split: bool,
+    load: Callable[[Path], LabelTable],
+    citation: str,
+) -> DatasetSpec:
+    """The DatasetSpec of one database, its score given as one ``Scale``."""
+    return DatasetSpec(
+        name=name,
+        title=title,
+        kind=kind,
+        score=scale.score,
+        score_range=(float(scale.low), float(scale.high)),
+        higher_is_better=scale.higher_is_better,
+        official_split=official_split,
+        load=load,
+        citation=citation,
+    )
 
 
 @dataclass

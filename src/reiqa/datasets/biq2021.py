@@ -28,14 +28,15 @@ import re
 from pathlib import Path
 
 from reiqa.datasets._common import (
+    LabelFile,
     check_not_empty,
     check_unique,
+    csv_rows,
     locate_images,
-    parse_float,
-    read_csv,
+    read_labels,
     require_dir,
 )
-from reiqa.datasets.base import DatasetSpec, LabelTable
+from reiqa.datasets.base import LabelTable, Scale, dataset_spec
 from reiqa.errors import DatasetError
 
 LABEL_FILES = {"train": "Train (Images and MOS).csv", "test": "Test (Images and MOS).csv"}
@@ -43,7 +44,10 @@ IMAGE_DIR = "Images"
 SUBSETS = ("ss01", "ss02", "ss03")
 _NAME = re.compile(r"^(ss0[123]) \(\d+\)\.jpe?g$", re.IGNORECASE)
 _WHAT = f"BIQ2021 folder (it holds {LABEL_FILES['train']!r}, {LABEL_FILES['test']!r} and {IMAGE_DIR}/)"
-_RANGE = (0.0, 1.0)
+#: each of the two label files
+LABELS = LabelFile(
+    rows=csv_rows("BIQ2021 label file", ("Image Name", "MOS")), image="Image Name", score="MOS"
+)
 
 
 def load(root: Path) -> LabelTable:
@@ -62,13 +66,12 @@ def load(root: Path) -> LabelTable:
         label_file = root / file_name
         if not label_file.is_file():
             raise DatasetError(f"{label_file}: missing; {_WHAT}, as cloned from its GitHub repository")
-        rows = read_csv(label_file, ("Image Name", "MOS"), what="BIQ2021 label file")
-        check_not_empty(len(rows), path=label_file, what="labelled images")
-        for line_no, row in rows:
-            names.append(row["Image Name"])
-            scores.append(parse_float(row["MOS"], path=label_file, where=f"line {line_no}", column="MOS"))
-            split.append(part)
-            where.append(f"{label_file}, line {line_no}")
+        labels = read_labels(label_file, LABELS)
+        check_not_empty(len(labels), path=label_file, what="labelled images")
+        names += labels.names
+        scores += labels.scores
+        split += [part] * len(labels)
+        where += [str(place) for place in labels.places]
     check_unique([n.lower() for n in names], path=root, where=where)
     subsets = []
     for name, place in zip(names, where, strict=True):
@@ -85,13 +88,11 @@ def load(root: Path) -> LabelTable:
     return SPEC.table(root, paths, scores, distortion=subsets, split=split)
 
 
-SPEC = DatasetSpec(
+SPEC = dataset_spec(
     name="biq2021",
     title="BIQ2021",
     kind="authentic",
-    score="MOS",
-    score_range=_RANGE,
-    higher_is_better=True,
+    scale=Scale("MOS", 0.0, 1.0, higher_is_better=True),
     official_split=True,
     load=load,
     citation=(

@@ -29,17 +29,17 @@ from pathlib import Path
 import numpy as np
 
 from reiqa.datasets._common import (
-    check_not_empty,
+    LabelFile,
     check_unique,
+    csv_rows,
+    load_labels,
     locate_images,
     mat_numbers,
     mat_strings,
-    parse_float,
-    read_csv,
     read_mat,
     require_dir,
 )
-from reiqa.datasets.base import DatasetSpec, LabelTable
+from reiqa.datasets.base import LabelTable, Scale, dataset_spec
 from reiqa.errors import DatasetError
 
 N_TRAINING_IMAGES = 7
@@ -50,7 +50,17 @@ RELEASE_FILES = {
 }
 SIMPLE_FILE = "mos.csv"
 _WHAT = "CLIVE folder: ChallengeDB_release/ (it holds Data/ and Images/) or a folder with mos.csv and images/"
-_RANGE = (0.0, 100.0)
+#: the simple layout: mos.csv next to images/
+SIMPLE = LabelFile(
+    path=SIMPLE_FILE,
+    folder=_WHAT,
+    rows=csv_rows("CLIVE mos.csv", ("image", "mos", "mos_std")),
+    image="image",
+    score="mos",
+    std="mos_std",
+    images="images",
+    fix="copy the images into {images}",
+)
 
 
 def load(root: Path) -> LabelTable:
@@ -63,7 +73,7 @@ def load(root: Path) -> LabelTable:
     if (root / RELEASE_FILES["mos"][0]).is_file():
         return _load_release(root)
     if (root / SIMPLE_FILE).is_file():
-        return _load_simple(root)
+        return load_labels(SPEC, SIMPLE, root)
     nested = sorted(d for d in root.iterdir() if d.is_dir() and (d / RELEASE_FILES["mos"][0]).is_file())
     hint = f"; {nested[0] / RELEASE_FILES['mos'][0]} exists, so pass {nested[0]}" if nested else ""
     raise DatasetError(
@@ -103,27 +113,11 @@ def _load_release(root: Path) -> LabelTable:
     return SPEC.table(root, paths, mos, std=std)
 
 
-def _load_simple(root: Path) -> LabelTable:
-    label_file = root / SIMPLE_FILE
-    rows = read_csv(label_file, ("image", "mos", "mos_std"), what="CLIVE mos.csv")
-    check_not_empty(len(rows), path=label_file, what="labelled images")
-    names = [row["image"] for _, row in rows]
-    check_unique(names, path=label_file, where=[f"line {n}" for n, _ in rows])
-    mos = [parse_float(r["mos"], path=label_file, where=f"line {n}", column="mos") for n, r in rows]
-    std = [parse_float(r["mos_std"], path=label_file, where=f"line {n}", column="mos_std") for n, r in rows]
-    paths = locate_images(
-        root / "images", names, label_file=label_file, fix=f"copy the images into {root / 'images'}"
-    )
-    return SPEC.table(root, paths, mos, std=std)
-
-
-SPEC = DatasetSpec(
+SPEC = dataset_spec(
     name="clive",
     title="LIVE In the Wild Image Quality Challenge (CLIVE)",
     kind="authentic",
-    score="MOS",
-    score_range=_RANGE,
-    higher_is_better=True,
+    scale=Scale("MOS", 0.0, 100.0, higher_is_better=True),
     official_split=False,
     load=load,
     citation=(

@@ -32,18 +32,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reiqa.datasets._common import (
-    cell_text,
-    check_not_empty,
-    check_unique,
-    find_header,
-    locate_images,
-    parse_float,
-    read_xlsx,
-    require_dir,
-    require_file,
-)
-from reiqa.datasets.base import DatasetSpec, LabelTable
+from reiqa.datasets._common import LabelFile, Place, Row, cell_text, load_labels, xlsx_rows
+from reiqa.datasets.base import LabelTable, Scale, dataset_spec
 from reiqa.errors import DatasetError
 
 LABEL_FILE = "csiq.DMOS.xlsx"
@@ -58,8 +48,37 @@ DISTORTIONS: dict[str, tuple[str, str]] = {
     "contrast": ("contrast", "contrast"),
 }
 _COLUMNS = ("image", "dst_type", "dst_lev", "dmos_std", "dmos")
-_WHAT = f"CSIQ folder (it holds {LABEL_FILE} and dst_imgs/)"
-_RANGE = (0.0, 1.0)
+
+
+def _entry(row: Row, place: Place) -> dict[str, str]:
+    """The file name under dst_imgs/, the reference and the distortion folder of one row."""
+    image = cell_text(row["image"])
+    dst_type = cell_text(row["dst_type"]).lower()
+    if not image or dst_type not in DISTORTIONS:
+        raise DatasetError(
+            f"{place}: image {image!r} with dst_type {dst_type!r}; dst_type must be one of "
+            f"{sorted(DISTORTIONS)}. Is this the published workbook?"
+        )
+    level = place.number(row["dst_lev"], "dst_lev")
+    if not level.is_integer():
+        raise DatasetError(f"{place}: dst_lev is {level}, expected a whole number")
+    folder, token = DISTORTIONS[dst_type]
+    return {"image": f"{folder}/{image}.{token}.{int(level)}.png", "reference": image, "distortion": folder}
+
+
+LABELS = LabelFile(
+    path=LABEL_FILE,
+    folder=f"CSIQ folder (it holds {LABEL_FILE} and dst_imgs/)",
+    # rows whose image, dst_type and dmos are all empty pad the end of the sheet
+    rows=xlsx_rows("CSIQ DMOS workbook", _COLUMNS, sheet=SHEET, padding=("image", "dst_type", "dmos")),
+    image="image",
+    score="dmos",
+    std="dmos_std",
+    entry=_entry,
+    images="dst_imgs",
+    fix="extract dst_imgs.zip into {root}/dst_imgs",
+    rated="rated images",
+)
 
 
 def load(root: Path) -> LabelTable:
@@ -68,54 +87,14 @@ def load(root: Path) -> LabelTable:
     Raises:
         DatasetError: the workbook is missing or malformed, or images are missing.
     """
-    root = require_dir(root, _WHAT)
-    label_file = require_file(root / LABEL_FILE, root=root, what=_WHAT)
-    rows = read_xlsx(label_file, sheet=SHEET, what="CSIQ DMOS workbook")
-    head, col = find_header(rows, _COLUMNS, path=label_file, what=f"CSIQ DMOS workbook (sheet {SHEET!r})")
-
-    names: list[str] = []
-    scores: list[float] = []
-    std: list[float] = []
-    reference: list[str] = []
-    distortion: list[str] = []
-    wheres: list[str] = []
-    for r, row in enumerate(rows[head + 1 :], start=head + 2):
-        cells = {k: (row[j] if j < len(row) else None) for k, j in col.items()}
-        if all(cells[k] in (None, "") for k in ("image", "dst_type", "dmos")):
-            continue  # padding rows at the end of the sheet
-        where = f"sheet {SHEET!r} row {r}"
-        image = cell_text(cells["image"])
-        dst_type = cell_text(cells["dst_type"]).lower()
-        if not image or dst_type not in DISTORTIONS:
-            raise DatasetError(
-                f"{label_file}, {where}: image {image!r} with dst_type {dst_type!r}; dst_type must be one of "
-                f"{sorted(DISTORTIONS)}. Is this the published workbook?"
-            )
-        level = parse_float(cells["dst_lev"], path=label_file, where=where, column="dst_lev")
-        if not level.is_integer():
-            raise DatasetError(f"{label_file}, {where}: dst_lev is {level}, expected a whole number")
-        folder, token = DISTORTIONS[dst_type]
-        names.append(f"{folder}/{image}.{token}.{int(level)}.png")
-        scores.append(parse_float(cells["dmos"], path=label_file, where=where, column="dmos"))
-        std.append(parse_float(cells["dmos_std"], path=label_file, where=where, column="dmos_std"))
-        reference.append(image)
-        distortion.append(folder)
-        wheres.append(where)
-    check_not_empty(len(names), path=label_file, what="rated images")
-    check_unique(names, path=label_file, where=wheres)
-    paths = locate_images(
-        root / "dst_imgs", names, label_file=label_file, fix=f"extract dst_imgs.zip into {root}/dst_imgs"
-    )
-    return SPEC.table(root, paths, scores, std=std, reference=reference, distortion=distortion)
+    return load_labels(SPEC, LABELS, root)
 
 
-SPEC = DatasetSpec(
+SPEC = dataset_spec(
     name="csiq",
     title="CSIQ",
     kind="synthetic",
-    score="DMOS",
-    score_range=_RANGE,
-    higher_is_better=False,
+    scale=Scale("DMOS", 0.0, 1.0, higher_is_better=False),
     official_split=False,
     load=load,
     citation=(

@@ -29,19 +29,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from reiqa.datasets._common import (
+    LabelFile,
+    Labels,
     check_not_empty,
-    check_unique,
+    csv_rows,
     first_existing,
-    locate_images,
-    parse_float,
+    load_labels,
     read_csv,
-    require_dir,
-    require_file,
 )
-from reiqa.datasets.base import DatasetSpec, LabelTable
+from reiqa.datasets.base import LabelTable, Scale, dataset_spec
 from reiqa.errors import DatasetError
 
 LABEL_FILE = "labels_image.csv"
@@ -49,8 +46,25 @@ TRAIN_VAL_FILES = ("labels=640_padded.csv", "labels<=640_padded.csv")
 TEST_FILE = "labels640.csv"
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
-_WHAT = f"FLIVE database folder (it holds {LABEL_FILE}, voc_emotic_ava/ and blur_dataset/)"
-_RANGE = (0.0, 100.0)
+
+
+def _split(root: Path, labels: Labels) -> dict[str, list[str]]:
+    """The official split from the PaQ-2-PiQ files, when the train/val file is in ``root``."""
+    train_val_file = first_existing(root, TRAIN_VAL_FILES)
+    if train_val_file is None:
+        return {}
+    return {"split": _read_split(train_val_file, root / TEST_FILE, labels.names)}
+
+
+LABELS = LabelFile(
+    path=LABEL_FILE,
+    folder=f"FLIVE database folder (it holds {LABEL_FILE}, voc_emotic_ava/ and blur_dataset/)",
+    rows=csv_rows("FLIVE labels_image.csv", ("name", "mos")),
+    image="name",
+    score="mos",
+    more=_split,
+    fix="run FLIVE_Database's database_prep.ipynb so the images land in {root}",
+)
 
 
 def load(root: Path) -> LabelTable:
@@ -59,27 +73,7 @@ def load(root: Path) -> LabelTable:
     Raises:
         DatasetError: a label file is missing or malformed, or images are missing.
     """
-    root = require_dir(root, _WHAT)
-    label_file = require_file(root / LABEL_FILE, root=root, what=_WHAT)
-    rows = read_csv(label_file, ("name", "mos"), what="FLIVE labels_image.csv")
-    check_not_empty(len(rows), path=label_file, what="labelled images")
-    names = [row["name"] for _, row in rows]
-    check_unique(names, path=label_file, where=[f"line {n}" for n, _ in rows])
-    scores = np.array(
-        [parse_float(r["mos"], path=label_file, where=f"line {n}", column="mos") for n, r in rows]
-    )
-
-    split: list[str] | None = None
-    train_val_file = first_existing(root, TRAIN_VAL_FILES)
-    if train_val_file is not None:
-        split = _read_split(train_val_file, root / TEST_FILE, names)
-    paths = locate_images(
-        root,
-        names,
-        label_file=label_file,
-        fix=f"run FLIVE_Database's database_prep.ipynb so the images land in {root}",
-    )
-    return SPEC.table(root, paths, scores, split=split)
+    return load_labels(SPEC, LABELS, root)
 
 
 def _read_split(train_val_file: Path, test_file: Path, names: list[str]) -> list[str]:
@@ -110,13 +104,11 @@ def _read_split(train_val_file: Path, test_file: Path, names: list[str]) -> list
     return [assigned.get(name, "test") for name in names]
 
 
-SPEC = DatasetSpec(
+SPEC = dataset_spec(
     name="flive",
     title="FLIVE (PaQ-2-PiQ)",
     kind="authentic",
-    score="MOS",
-    score_range=_RANGE,
-    higher_is_better=True,
+    scale=Scale("MOS", 0.0, 100.0, higher_is_better=True),
     official_split=True,
     load=load,
     citation=(

@@ -22,16 +22,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from reiqa.datasets._common import (
-    check_not_empty,
-    check_unique,
-    locate_images,
-    parse_float,
-    read_csv,
-    require_dir,
-    require_file,
-)
-from reiqa.datasets.base import DatasetSpec, LabelTable
+from reiqa.datasets._common import LabelFile, Place, Row, csv_rows, load_labels
+from reiqa.datasets.base import LabelTable, Scale, dataset_spec
 from reiqa.errors import DatasetError
 
 LABEL_FILE = "dmos.csv"
@@ -66,8 +58,35 @@ DISTORTIONS: tuple[str, ...] = (
     "contrast_change",
 )
 _NAME = re.compile(r"^I(\d+)_(\d\d)_(\d\d)\.png$", re.IGNORECASE)
-_WHAT = f"KADID-10k folder (it holds {LABEL_FILE} and {IMAGE_DIR}/)"
-_RANGE = (1.0, 5.0)
+
+
+def _entry(row: Row, place: Place) -> dict[str, str]:
+    """Reference and distortion type of one row, from ``ref_img`` and the number in ``dist_img``."""
+    match = _NAME.match(row["dist_img"])
+    if match is None:
+        raise DatasetError(
+            f"{place}: dist_img {row['dist_img']!r} is not of the form IRR_DD_LL.png; "
+            "is this the KADID-10k file?"
+        )
+    kind = int(match.group(2))
+    if not 1 <= kind <= len(DISTORTIONS):
+        raise DatasetError(f"{place}: distortion type {kind:02d} is outside 01..25")
+    if not row["ref_img"]:
+        raise DatasetError(f"{place}: ref_img is empty; fix or remove that row")
+    return {"reference": Path(row["ref_img"]).stem, "distortion": DISTORTIONS[kind - 1]}
+
+
+LABELS = LabelFile(
+    path=LABEL_FILE,
+    folder=f"KADID-10k folder (it holds {LABEL_FILE} and {IMAGE_DIR}/)",
+    rows=csv_rows("KADID-10k dmos.csv", COLUMNS),
+    image="dist_img",
+    score="dmos",
+    std="var",
+    entry=_entry,
+    images=IMAGE_DIR,
+    fix="extract the KADID-10k images into {images}",
+)
 
 
 def load(root: Path) -> LabelTable:
@@ -76,52 +95,14 @@ def load(root: Path) -> LabelTable:
     Raises:
         DatasetError: ``dmos.csv`` is missing or malformed, or images are missing.
     """
-    root = require_dir(root, _WHAT)
-    label_file = require_file(root / LABEL_FILE, root=root, what=_WHAT)
-    rows = read_csv(label_file, COLUMNS, what="KADID-10k dmos.csv")
-    names: list[str] = []
-    scores: list[float] = []
-    std: list[float] = []
-    reference: list[str] = []
-    distortion: list[str] = []
-    wheres: list[str] = []
-    for line_no, row in rows:
-        where = f"line {line_no}"
-        match = _NAME.match(row["dist_img"])
-        if match is None:
-            raise DatasetError(
-                f"{label_file}, {where}: dist_img {row['dist_img']!r} is not of the form IRR_DD_LL.png; "
-                "is this the KADID-10k file?"
-            )
-        kind = int(match.group(2))
-        if not 1 <= kind <= len(DISTORTIONS):
-            raise DatasetError(f"{label_file}, {where}: distortion type {kind:02d} is outside 01..25")
-        if not row["ref_img"]:
-            raise DatasetError(f"{label_file}, {where}: ref_img is empty; fix or remove that row")
-        names.append(row["dist_img"])
-        scores.append(parse_float(row["dmos"], path=label_file, where=where, column="dmos"))
-        std.append(parse_float(row["var"], path=label_file, where=where, column="var"))
-        reference.append(Path(row["ref_img"]).stem)
-        distortion.append(DISTORTIONS[kind - 1])
-        wheres.append(where)
-    check_not_empty(len(names), path=label_file, what="labelled images")
-    check_unique(names, path=label_file, where=wheres)
-    paths = locate_images(
-        root / IMAGE_DIR,
-        names,
-        label_file=label_file,
-        fix=f"extract the KADID-10k images into {root / IMAGE_DIR}",
-    )
-    return SPEC.table(root, paths, scores, std=std, reference=reference, distortion=distortion)
+    return load_labels(SPEC, LABELS, root)
 
 
-SPEC = DatasetSpec(
+SPEC = dataset_spec(
     name="kadid10k",
     title="KADID-10k",
     kind="synthetic",
-    score="DMOS",
-    score_range=_RANGE,
-    higher_is_better=True,
+    scale=Scale("DMOS", 1.0, 5.0, higher_is_better=True),
     official_split=False,
     load=load,
     citation=(

@@ -23,56 +23,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reiqa.datasets._common import (
-    check_not_empty,
-    check_unique,
-    first_existing,
-    locate_images,
-    parse_float,
-    read_csv,
-    require_dir,
-    require_file,
-)
-from reiqa.datasets.base import DatasetSpec, LabelTable
+from reiqa.datasets._common import LabelFile, Labels, csv_rows, first_existing, load_labels, read_csv
+from reiqa.datasets.base import LabelTable, Scale, dataset_spec
 from reiqa.errors import DatasetError
 
 LABEL_FILE = "koniq10k_scores_and_distributions.csv"
 SETS_FILE = "koniq10k_distributions_sets.csv"
 IMAGE_DIRS = ("1024x768", "512x384")
 SET_NAMES = {"training": "train", "validation": "val", "test": "test"}
-_WHAT = f"KonIQ-10k folder (it holds {LABEL_FILE} and 1024x768/ or 512x384/)"
-_RANGE = (1.0, 5.0)
 
 
-def load(root: Path) -> LabelTable:
-    """Read KonIQ-10k from ``root`` (the folder that holds the scores CSV and an image folder).
-
-    Raises:
-        DatasetError: a label file is missing or malformed, or images are missing.
-    """
-    root = require_dir(root, _WHAT)
-    label_file = require_file(root / LABEL_FILE, root=root, what=_WHAT)
-    rows = read_csv(label_file, ("image_name", "MOS", "SD"), what="KonIQ-10k scores file")
-    names = [row["image_name"] for _, row in rows]
-    check_not_empty(len(names), path=label_file, what="labelled images")
-    check_unique(names, path=label_file, where=[f"line {n}" for n, _ in rows])
-    scores = [parse_float(r["MOS"], path=label_file, where=f"line {n}", column="MOS") for n, r in rows]
-    std = [parse_float(r["SD"], path=label_file, where=f"line {n}", column="SD") for n, r in rows]
-    split = _read_sets(root / SETS_FILE, names) if (root / SETS_FILE).is_file() else None
-
+def _image_dir(root: Path, names: list[str]) -> Path:
     image_dir = first_existing(root, IMAGE_DIRS)
     if image_dir is None:
         raise DatasetError(
             f"{root}: neither 1024x768/ nor 512x384/ is there; extract koniq10k_1024x768.zip (or the 512x384 "
             f"archive) into {root}"
         )
-    paths = locate_images(
-        image_dir, names, label_file=label_file, fix=f"extract the whole KonIQ-10k archive into {image_dir}"
-    )
-    return SPEC.table(root, paths, scores, std=std, split=split)
+    return image_dir
 
 
-def _read_sets(path: Path, names: list[str]) -> list[str]:
+def _split(root: Path, labels: Labels) -> dict[str, list[str]]:
+    """The official split from the sets file, when it is in ``root``."""
+    path = root / SETS_FILE
+    if not path.is_file():
+        return {}
     assigned: dict[str, str] = {}
     for line_no, row in read_csv(path, ("image_name", "set"), what="KonIQ-10k sets file"):
         value = row["set"].lower()
@@ -81,23 +56,43 @@ def _read_sets(path: Path, names: list[str]) -> list[str]:
                 f"{path}, line {line_no}: set is {row['set']!r}, expected one of {sorted(SET_NAMES)}"
             )
         assigned[row["image_name"]] = SET_NAMES[value]
-    unassigned = [name for name in names if name not in assigned]
+    unassigned = [name for name in labels.names if name not in assigned]
     if unassigned:
         raise DatasetError(
             f"{path}: {len(unassigned)} images of {LABEL_FILE} have no set (e.g. {unassigned[0]}); "
             f"use the sets file that matches the release, or remove {path.name} to load without the "
             "official split"
         )
-    return [assigned[name] for name in names]
+    return {"split": [assigned[name] for name in labels.names]}
 
 
-SPEC = DatasetSpec(
+LABELS = LabelFile(
+    path=LABEL_FILE,
+    folder=f"KonIQ-10k folder (it holds {LABEL_FILE} and 1024x768/ or 512x384/)",
+    rows=csv_rows("KonIQ-10k scores file", ("image_name", "MOS", "SD")),
+    image="image_name",
+    score="MOS",
+    std="SD",
+    more=_split,
+    images=_image_dir,
+    fix="extract the whole KonIQ-10k archive into {images}",
+)
+
+
+def load(root: Path) -> LabelTable:
+    """Read KonIQ-10k from ``root`` (the folder that holds the scores CSV and an image folder).
+
+    Raises:
+        DatasetError: a label file is missing or malformed, or images are missing.
+    """
+    return load_labels(SPEC, LABELS, root)
+
+
+SPEC = dataset_spec(
     name="koniq10k",
     title="KonIQ-10k",
     kind="authentic",
-    score="MOS",
-    score_range=_RANGE,
-    higher_is_better=True,
+    scale=Scale("MOS", 1.0, 5.0, higher_is_better=True),
     official_split=True,
     load=load,
     citation=(

@@ -35,7 +35,7 @@ from reiqa.datasets._common import (
     require_dir,
     require_file,
 )
-from reiqa.datasets.base import DatasetSpec, LabelTable
+from reiqa.datasets.base import LabelTable, Scale, dataset_spec
 from reiqa.errors import DatasetError
 
 #: (folder, number of entries) in the order of dmos.mat
@@ -49,7 +49,6 @@ FOLDERS: tuple[tuple[str, int], ...] = (
 N_ENTRIES = sum(count for _, count in FOLDERS)  # 982
 
 _WHAT = "LIVE Release 2 folder (it holds dmos.mat, refnames_all.mat and jp2k/ jpeg/ wn/ gblur/ fastfading/)"
-_RANGE = (0.0, 100.0)
 
 
 def load(root: Path) -> LabelTable:
@@ -97,13 +96,11 @@ def load(root: Path) -> LabelTable:
     )
 
 
-SPEC = DatasetSpec(
+SPEC = dataset_spec(
     name="live",
     title="LIVE IQA (Release 2)",
     kind="synthetic",
-    score="DMOS",
-    score_range=_RANGE,
-    higher_is_better=False,
+    scale=Scale("DMOS", 0.0, 100.0, higher_is_better=False),
     official_split=False,
     load=load,
     citation=(

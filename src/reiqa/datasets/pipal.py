@@ -23,19 +23,33 @@ from __future__ import annotations
 from pathlib import Path
 
 from reiqa.datasets._common import (
+    LabelFile,
+    Place,
+    Row,
     check_not_empty,
     check_unique,
-    parse_float,
-    read_text_lines,
+    read_labels,
     require_dir,
+    text_rows,
 )
-from reiqa.datasets.base import DatasetSpec, LabelTable
+from reiqa.datasets.base import LabelTable, Scale, dataset_spec
 from reiqa.errors import DatasetError
 
 LABEL_DIR = "Train_Label"
 IMAGE_DIR_GLOB = "Distortion_*"
 _WHAT = f"PIPAL training folder (it holds {LABEL_DIR}/, Distortion_1/ .. Distortion_4/ and Train_Ref/)"
-_RANGE = (800.0, 2000.0)
+
+
+def _split_line(line: str, place: Place) -> Row:
+    name, sep, elo = line.partition(",")
+    name = name.strip()
+    if not sep or "_" not in name:
+        raise DatasetError(f"{place}: {line!r}; expected '<AXXXX_TT_SS.bmp>,<elo>'")
+    return {"name": name, "elo": elo.strip()}
+
+
+#: one label file of Train_Label/; every one is read
+LABELS = LabelFile(rows=text_rows(_split_line), image="name", score="elo")
 
 
 def load(root: Path) -> LabelTable:
@@ -50,32 +64,17 @@ def load(root: Path) -> LabelTable:
     if not label_files:
         state = "has no .txt files" if label_dir.is_dir() else "missing"
         raise DatasetError(f"{label_dir}: {state}; is {root} the {_WHAT}?")
-
-    names: list[str] = []
-    scores: list[float] = []
-    wheres: list[str] = []
-    sources: list[Path] = []
-    for label_file in label_files:
-        for line_no, line in read_text_lines(label_file):
-            where = f"{label_file.name} line {line_no}"
-            name, sep, elo = line.partition(",")
-            name = name.strip()
-            if not sep or "_" not in name:
-                raise DatasetError(
-                    f"{label_file}, line {line_no}: {line!r}; expected '<AXXXX_TT_SS.bmp>,<elo>'"
-                )
-            scores.append(parse_float(elo.strip(), path=label_file, where=f"line {line_no}", column="elo"))
-            names.append(name)
-            wheres.append(where)
-            sources.append(label_file)
+    read = [read_labels(label_file, LABELS) for label_file in label_files]
+    names = [name for labels in read for name in labels.names]
+    places = [place for labels in read for place in labels.places]
     check_not_empty(len(names), path=label_dir, what="labelled images")
-    check_unique(names, path=label_dir, where=wheres)
-    paths = _locate(root, names, sources)
+    check_unique(names, path=label_dir, where=[f"{p.file.name} {p.where}" for p in places])
+    paths = _locate(root, names, [p.file for p in places])
     stems = [Path(name).stem.split("_") for name in names]
     return SPEC.table(
         root,
         paths,
-        scores,
+        [score for labels in read for score in labels.scores],
         reference=[parts[0] for parts in stems],
         distortion=[parts[1] for parts in stems],
     )
@@ -108,13 +107,11 @@ def _locate(root: Path, names: list[str], sources: list[Path]) -> list[Path]:
     return [where[n.lower()] for n in names]
 
 
-SPEC = DatasetSpec(
+SPEC = dataset_spec(
     name="pipal",
     title="PIPAL (training part)",
     kind="synthetic",
-    score="Elo",
-    score_range=_RANGE,
-    higher_is_better=True,
+    scale=Scale("Elo", 800.0, 2000.0, higher_is_better=True),
     official_split=False,
     load=load,
     citation=(

@@ -20,24 +20,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reiqa.datasets._common import (
-    cell_text,
-    check_not_empty,
-    check_unique,
-    find_header,
-    locate_images,
-    parse_float,
-    read_xlsx,
-    require_dir,
-    require_file,
-)
-from reiqa.datasets.base import DatasetSpec, LabelTable
+from reiqa.datasets._common import LabelFile, load_labels, xlsx_rows
+from reiqa.datasets.base import LabelTable, Scale, dataset_spec
 
 LABEL_FILE = "MOS and Image attribute scores.xlsx"
 LABEL_DIRS = ("Annotations", ".")
 IMAGE_DIR = "TestImage"
-_WHAT = f"SPAQ folder (it holds Annotations/{LABEL_FILE} and {IMAGE_DIR}/)"
-_RANGE = (0.0, 100.0)
+
+LABELS = LabelFile(
+    path=tuple(f"{d}/{LABEL_FILE}" for d in LABEL_DIRS),
+    folder=f"SPAQ folder (it holds Annotations/{LABEL_FILE} and {IMAGE_DIR}/)",
+    # rows with neither image name nor MOS pad the end of the sheet
+    rows=xlsx_rows("SPAQ annotation workbook", ("Image name", "MOS"), padding=("Image name", "MOS")),
+    image="Image name",
+    score="MOS",
+    images=IMAGE_DIR,
+    fix="extract the SPAQ images into {images}",
+)
 
 
 def load(root: Path) -> LabelTable:
@@ -46,41 +45,14 @@ def load(root: Path) -> LabelTable:
     Raises:
         DatasetError: the workbook is missing or malformed, or images are missing.
     """
-    root = require_dir(root, _WHAT)
-    label_file = next(
-        (root / d / LABEL_FILE for d in LABEL_DIRS if (root / d / LABEL_FILE).is_file()),
-        root / LABEL_DIRS[0] / LABEL_FILE,
-    )
-    label_file = require_file(label_file, root=root, what=_WHAT)
-    rows = read_xlsx(label_file, sheet=None, what="SPAQ annotation workbook")
-    head, col = find_header(rows, ("Image name", "MOS"), path=label_file, what="SPAQ annotation workbook")
-    names: list[str] = []
-    scores: list[float] = []
-    wheres: list[str] = []
-    for r, row in enumerate(rows[head + 1 :], start=head + 2):
-        image = cell_text(row[col["Image name"]] if col["Image name"] < len(row) else None)
-        mos = row[col["MOS"]] if col["MOS"] < len(row) else None
-        if not image and mos in (None, ""):
-            continue  # padding rows
-        where = f"row {r}"
-        scores.append(parse_float(mos, path=label_file, where=where, column="MOS"))
-        names.append(image)
-        wheres.append(where)
-    check_not_empty(len(names), path=label_file, what="labelled images")
-    check_unique(names, path=label_file, where=wheres)
-    paths = locate_images(
-        root / IMAGE_DIR, names, label_file=label_file, fix=f"extract the SPAQ images into {root / IMAGE_DIR}"
-    )
-    return SPEC.table(root, paths, scores)
+    return load_labels(SPEC, LABELS, root)
 
 
-SPEC = DatasetSpec(
+SPEC = dataset_spec(
     name="spaq",
     title="SPAQ",
     kind="authentic",
-    score="MOS",
-    score_range=_RANGE,
-    higher_is_better=True,
+    scale=Scale("MOS", 0.0, 100.0, higher_is_better=True),
     official_split=False,
     load=load,
     citation=(

@@ -23,15 +23,16 @@ import re
 from pathlib import Path
 
 from reiqa.datasets._common import (
-    check_not_empty,
-    check_unique,
-    locate_images,
+    LabelFile,
+    Labels,
+    Place,
+    Row,
+    load_labels,
     parse_float,
     read_text_lines,
-    require_dir,
-    require_file,
+    text_rows,
 )
-from reiqa.datasets.base import DatasetSpec, LabelTable
+from reiqa.datasets.base import LabelTable, Scale, dataset_spec
 from reiqa.errors import DatasetError
 
 LABEL_FILE = "mos_with_names.txt"
@@ -65,8 +66,53 @@ DISTORTIONS: tuple[str, ...] = (
     "sparse_sampling_and_reconstruction",
 )
 _NAME = re.compile(r"^i(\d\d)_(\d\d)_(\d)\.bmp$", re.IGNORECASE)
-_WHAT = f"TID2013 folder (it holds {LABEL_FILE} and {IMAGE_DIR}/)"
-_RANGE = (0.0, 9.0)
+
+
+def _split_line(line: str, place: Place) -> Row:
+    parts = line.split()
+    if len(parts) != 2:
+        raise DatasetError(f"{place}: {line!r}; expected '<MOS> <image name>'")
+    return {"MOS": parts[0], "name": parts[1]}
+
+
+def _entry(row: Row, place: Place) -> dict[str, str]:
+    """Reference and distortion type of one line, from its image name iRR_DD_L.bmp."""
+    match = _NAME.match(row["name"])
+    if match is None:
+        raise DatasetError(
+            f"{place}: image name {row['name']!r} is not of the form iRR_DD_L.bmp; is this the TID2013 file?"
+        )
+    kind = int(match.group(2))
+    if not 1 <= kind <= len(DISTORTIONS):
+        raise DatasetError(f"{place}: distortion type {kind:02d} is outside 01..24")
+    return {"reference": f"I{match.group(1)}", "distortion": DISTORTIONS[kind - 1]}
+
+
+def _std(root: Path, labels: Labels) -> dict[str, list[float]]:
+    """The std of each image from mos_std.txt (same order as the labels), when it is there."""
+    std_file = root / STD_FILE
+    if not std_file.is_file():
+        return {}
+    std_lines = read_text_lines(std_file)
+    if len(std_lines) != len(labels):
+        raise DatasetError(
+            f"{std_file}: {len(std_lines)} values for the {len(labels)} images of {LABEL_FILE}; "
+            "both files must come from the same release (or delete mos_std.txt to load without std)"
+        )
+    return {"std": [parse_float(v, path=std_file, where=f"line {i}", column="std") for i, v in std_lines]}
+
+
+LABELS = LabelFile(
+    path=LABEL_FILE,
+    folder=f"TID2013 folder (it holds {LABEL_FILE} and {IMAGE_DIR}/)",
+    rows=text_rows(_split_line),
+    image="name",
+    score="MOS",
+    entry=_entry,
+    more=_std,
+    images=IMAGE_DIR,
+    fix="extract the distorted images into {images}",
+)
 
 
 def load(root: Path) -> LabelTable:
@@ -75,69 +121,14 @@ def load(root: Path) -> LabelTable:
     Raises:
         DatasetError: a label file is missing or malformed, or images are missing.
     """
-    root = require_dir(root, _WHAT)
-    label_file = require_file(root / LABEL_FILE, root=root, what=_WHAT)
-    names: list[str] = []
-    scores: list[float] = []
-    reference: list[str] = []
-    distortion: list[str] = []
-    wheres: list[str] = []
-    for line_no, line in read_text_lines(label_file):
-        where = f"line {line_no}"
-        parts = line.split()
-        if len(parts) != 2:
-            raise DatasetError(f"{label_file}, {where}: {line!r}; expected '<MOS> <image name>'")
-        match = _NAME.match(parts[1])
-        if match is None:
-            raise DatasetError(
-                f"{label_file}, {where}: image name {parts[1]!r} is not of the form iRR_DD_L.bmp; "
-                "is this the TID2013 file?"
-            )
-        kind = int(match.group(2))
-        if not 1 <= kind <= len(DISTORTIONS):
-            raise DatasetError(f"{label_file}, {where}: distortion type {kind:02d} is outside 01..24")
-        scores.append(parse_float(parts[0], path=label_file, where=where, column="MOS"))
-        names.append(parts[1])
-        reference.append(f"I{match.group(1)}")
-        distortion.append(DISTORTIONS[kind - 1])
-        wheres.append(where)
-    check_not_empty(len(names), path=label_file, what="labelled images")
-    check_unique(names, path=label_file, where=wheres)
-
-    std: list[float] | None = None
-    std_file = root / STD_FILE
-    if std_file.is_file():
-        std_lines = read_text_lines(std_file)
-        if len(std_lines) != len(names):
-            raise DatasetError(
-                f"{std_file}: {len(std_lines)} values for the {len(names)} images of {LABEL_FILE}; "
-                "both files must come from the same release (or delete mos_std.txt to load without std)"
-            )
-        std = [parse_float(v, path=std_file, where=f"line {i}", column="std") for i, v in std_lines]
-
-    paths = locate_images(
-        root / IMAGE_DIR,
-        names,
-        label_file=label_file,
-        fix=f"extract the distorted images into {root / IMAGE_DIR}",
-    )
-    return SPEC.table(
-        root,
-        paths,
-        scores,
-        std=std,
-        reference=reference,
-        distortion=distortion,
-    )
+    return load_labels(SPEC, LABELS, root)
 
 
-SPEC = DatasetSpec(
+SPEC = dataset_spec(
     name="tid2013",
     title="TID2013",
     kind="synthetic",
-    score="MOS",
-    score_range=_RANGE,
-    higher_is_better=True,
+    scale=Scale("MOS", 0.0, 9.0, higher_is_better=True),
     official_split=False,
     load=load,
     citation=(
