@@ -55,7 +55,7 @@ def main() -> None:
     if args.quality and not args.content:
         models.append(("trained", FeatureModel.from_files(args.quality, None)))
     if args.control:
-        arch = load_encoder(args.quality or args.content[0])[1]["arch"]
+        arch = load_encoder(args.quality or args.content[0])[1].arch
         torch.manual_seed(0)
         models.append(("untrained control", FeatureModel(build_backbone(arch), None)))
     if not models:

@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.regressor import sensitivity  # noqa: E402
 
 from reiqa import datasets  # noqa: E402
-from reiqa.bundle import load  # noqa: E402
 from reiqa.evaluate import align, metrics  # noqa: E402
 from reiqa.features import extract  # noqa: E402
+from reiqa.inference import load  # noqa: E402
 from reiqa.inputs import find_images  # noqa: E402
 from reiqa.runtime import tune_allocator  # noqa: E402
 

@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._common import limit_train  # noqa: E402
 
 from reiqa import datasets  # noqa: E402
-from reiqa.bundle import load  # noqa: E402
 from reiqa.evaluate import align, evaluate, make_splits, metrics  # noqa: E402
 from reiqa.features import FeatureModel, FeatureTable, extract  # noqa: E402
+from reiqa.inference import load  # noqa: E402
 from reiqa.regress import QualityRegressor  # noqa: E402
 from reiqa.runtime import tune_allocator  # noqa: E402
 

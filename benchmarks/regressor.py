@@ -38,9 +38,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._common import limit_train  # noqa: E402
 
 from reiqa import datasets, distortions  # noqa: E402
-from reiqa.bundle import load  # noqa: E402
 from reiqa.evaluate import align, make_splits, metrics  # noqa: E402
 from reiqa.features import encode, extract  # noqa: E402
+from reiqa.inference import load  # noqa: E402
 from reiqa.inputs import find_images  # noqa: E402
 from reiqa.io import load_image  # noqa: E402
 from reiqa.ranking import DEGRADING, degradation_pairs_of_files  # noqa: E402
@@ -105,7 +105,7 @@ def main() -> None:
     # the pair weight, chosen once on BIQ2021 Train rows + pairs (5-fold CV)
     chooser = QualityRegressor().fit(xb, zscore(yb), pairs=pairs)
     weight, alpha_b = chooser.pair_weight_, chooser.alpha_
-    print(f"pair weight {weight} (BIQ2021 Train CV: {chooser.selection_['pairs']['grid']})")
+    print(f"pair weight {weight} (BIQ2021 Train CV: {chooser.selection_.pairs.grid})")
     splits = make_splits(len(yc), n_splits=args.splits, seed=0)
     results = {}
     for recipe in ("clive", "clive+pairs", "clive+biq", "clive+biq+pairs"):

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import conv_gflops, device_name, matmul_gflops  # noqa: E402
 
-from reiqa.bundle import load  # noqa: E402
+from reiqa.inference import load  # noqa: E402
 from reiqa.inputs import find_images  # noqa: E402
 from reiqa.io import load_image, save_image  # noqa: E402
 from reiqa.runtime import tune_allocator  # noqa: E402

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reiqa import distortions  # noqa: E402
-from reiqa.bundle import load  # noqa: E402
+from reiqa.inference import load  # noqa: E402
 from reiqa.inputs import find_images  # noqa: E402
 from reiqa.io import load_image  # noqa: E402
 from reiqa.runtime import tune_allocator  # noqa: E402

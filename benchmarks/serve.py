@@ -32,15 +32,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.score import make_jpegs  # noqa: E402
 
-from reiqa.backends import choose_backend  # noqa: E402
-from reiqa.bundle import load  # noqa: E402
+from reiqa.engines import choose  # noqa: E402
+from reiqa.inference import load  # noqa: E402
 from reiqa.inputs import find_images  # noqa: E402
 from reiqa.runtime import tune_allocator  # noqa: E402
 
@@ -152,7 +151,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_jpegs(Path(tmp), (500, 500), args.images, sources)
         files = [(p.name, p.read_bytes()) for p in paths]
-        backend = choose_backend(args.backend, device=torch.device("cpu"))
+        backend = choose(args.backend, device_type="cpu").name
         model = load(None if args.model == "default" else args.model).with_backend(backend)
         list(model.score_files(paths[:8], batch_size=8))  # warm-up
         in_process = {}

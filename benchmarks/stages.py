@@ -4,12 +4,14 @@
         [--images 16] [--batch-size 8]
 
 On JPEGs of 500x500 and 1024x768 (from DATA/kodak24 when given, else synthetic textures), in
-batches of ``--batch-size`` as ``reiqa score`` runs them, ms per image for: decode
-(``load_image``), size cap (``cap_size``), half scale (``half_scale``), the quality encoder at
-full and half scale, the content encoder at full and half scale (normalisation included), the
-regressor, and writing the rows to a CSV output (``ScoreOutput``, fsync included). The stages
-sum to a little less than the end-to-end figure measured beside them (the rest: batching and
-Python). Prints a table and writes JSON.
+batches of ``--batch-size`` as ``reiqa score`` runs them, ms per image for the steps of the
+scoring pipeline (``reiqa.inference.pipeline``): ``prepare`` split into decode (``load_image``)
+and size cap (``cap_size`` with the model's options); ``score_batch`` split into half scale
+(``half_scale``), the quality encoder at full and half scale, the content encoder at full and
+half scale (normalisation included) and the regressor; then the records (``ScoreRecord``)
+written to a CSV output (``ScoreOutput``, fsync included). The stages sum to a little less than
+the end-to-end figure measured beside them (the rest: batching and Python). Prints a table and
+writes JSON.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.score import SIZES, make_jpegs  # noqa: E402
 
-from reiqa.bundle import load  # noqa: E402
+from reiqa.inference import load  # noqa: E402
+from reiqa.inference.pipeline import record  # noqa: E402
 from reiqa.inputs import find_images  # noqa: E402
 from reiqa.io import load_image  # noqa: E402
 from reiqa.jobs import scoring_provenance  # noqa: E402
-from reiqa.outputs import ScoreOutput, ScoreRow  # noqa: E402
+from reiqa.outputs import ScoreOutput  # noqa: E402
 from reiqa.resize import cap_size, half_scale  # noqa: E402
 from reiqa.runtime import tune_allocator  # noqa: E402
 
@@ -51,7 +54,7 @@ def timed(fn, repeats: int = 3) -> float:
 def stages(model, paths: list[Path], batch_size: int, folder: Path) -> dict[str, float]:
     """Seconds per image of each stage over ``paths``."""
     feats = model.features
-    opts = model.card.features
+    opts = model.options
     n = len(paths)
     out: dict[str, float] = {}
     out["decode"] = timed(lambda: [load_image(p) for p in paths]) / n
@@ -60,6 +63,8 @@ def stages(model, paths: list[Path], batch_size: int, folder: Path) -> dict[str,
         timed(lambda: [cap_size(im, max_side=opts.max_side, min_side=opts.min_side) for im in images]) / n
     )
     capped = [cap_size(im, max_side=opts.max_side, min_side=opts.min_side) for im in images]
+    prepared = model.prepare(paths[0], name=str(paths[0]))  # decode + size cap is the pipeline's prepare
+    assert isinstance(prepared, torch.Tensor) and torch.equal(prepared, capped[0]), "prepare != decode + cap"
     batches = [torch.stack(capped[i : i + batch_size]) for i in range(0, n, batch_size)]
     batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
     out["half scale"] = timed(lambda: [half_scale(b) for b in batches]) / n
@@ -74,7 +79,7 @@ def stages(model, paths: list[Path], batch_size: int, folder: Path) -> dict[str,
         x = torch.cat([feats(b) for b in batches]).numpy()
     out["regressor"] = timed(lambda: model.regressor.predict(x)) / n
     scores = model.regressor.predict(x)
-    rows = [ScoreRow(str(p), float(s), None) for p, s in zip(paths, scores, strict=True)]
+    rows = [record(str(p), float(s)) for p, s in zip(paths, scores, strict=True)]
     counter = iter(range(10**6))
 
     def write() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -25,12 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from reiqa import datasets  # noqa: E402
-from reiqa.bundle import load  # noqa: E402
+from reiqa.atomic import write_json_atomic  # noqa: E402
+from reiqa.digest import file_sha256  # noqa: E402
 from reiqa.evaluate import align  # noqa: E402
 from reiqa.features import extract  # noqa: E402
-from reiqa.inputs import file_sha256, find_images  # noqa: E402
+from reiqa.inference import load  # noqa: E402
+from reiqa.inputs import find_images  # noqa: E402
 from reiqa.ranking import DEGRADING, degradation_pairs_of_files  # noqa: E402
-from reiqa.regress import fit_databases  # noqa: E402
+from reiqa.regress import FileRef, FitInfo, fit_databases  # noqa: E402
 from reiqa.runtime import tune_allocator  # noqa: E402
 
 
@@ -58,44 +59,44 @@ def main() -> None:
     pairs = degradation_pairs_of_files(model, sources, cache=args.work)
     reg = fit_databases(parts, pairs=pairs)
     y_clive = parts[0][1]
-    reg.info = {
-        "model_id": table.model_id,
-        "blocks": table.blocks,
-        "scores": {"file": "mos.csv", "sha256": file_sha256(args.data / "clive" / "mos.csv")},
-        "databases": {
-            "clive": {"n": len(y_clive), "file": "mos.csv"},
-            "biq2021": {
-                "n": len(parts[1][1]),
-                "rows": f"the first {len(parts[1][1])} rows of 'Train (Images and MOS).csv'",
-                "sha256": file_sha256(args.biq2021 / "Train (Images and MOS).csv"),
+    scores = FileRef("mos.csv", file_sha256(args.data / "clive" / "mos.csv"))
+    reg.info = FitInfo(
+        model_id=table.model_id,
+        blocks=tuple(table.blocks),
+        scores=scores,
+        n=sum(len(y) for _, y in parts),
+        higher_is_better=True,
+        score_range=(float(y_clive.min()), float(y_clive.max())),
+        extra={
+            "databases": {
+                "clive": {"n": len(y_clive), "file": "mos.csv"},
+                "biq2021": {
+                    "n": len(parts[1][1]),
+                    "rows": f"the first {len(parts[1][1])} rows of 'Train (Images and MOS).csv'",
+                    "sha256": file_sha256(args.biq2021 / "Train (Images and MOS).csv"),
+                },
             },
+            "pairs": {
+                "n": len(pairs),
+                "photos": len(sources),
+                "from": f"the first {len(sources)} photos (sorted paths) of BSDS500's images/, "
+                "320 px centre crops",
+                "types": list(DEGRADING),
+            },
+            "scale": "CLIVE's MOS scale: each database's scores standardised, the fit mapped to "
+            "CLIVE's mean and std",
         },
-        "pairs": {
-            "n": len(pairs),
-            "photos": len(sources),
-            "from": f"the first {len(sources)} photos (sorted paths) of BSDS500's images/, "
-            "320 px centre crops",
-            "types": list(DEGRADING),
-        },
-        "n": sum(len(y) for _, y in parts),
-        "higher_is_better": True,
-        "score_range": [float(y_clive.min()), float(y_clive.max())],
-        "scale": "CLIVE's MOS scale: each database's scores standardised, the fit mapped to "
-        "CLIVE's mean and std",
-    }
+    )
     reg.save(args.model)
     card = json.loads((args.model / "model.json").read_text(encoding="utf-8"))
     card["score"]["source"] = (
-        f"mos.csv (sha256 {reg.info['scores']['sha256'][:16]}) + BIQ2021 Train "
+        f"mos.csv (sha256 {scores.sha256[:16]}) + BIQ2021 Train "
         f"(first {len(parts[1][1])} rows), on CLIVE's scale"
     )
-    tmp = args.model / ".model.json.tmp"
-    tmp.write_text(json.dumps(card, indent=2), encoding="utf-8")
-    os.replace(tmp, args.model / "model.json")
-    pairs_info = reg.selection_["pairs"]
+    write_json_atomic(args.model / "model.json", card)
     print(
         f"wrote {args.model}: alpha {reg.alpha_:g}, pair weight {reg.pair_weight_:g} ({len(pairs)} pairs; "
-        f"CV: {pairs_info['grid']}), {reg.info['n']} images"
+        f"CV: {reg.selection_.pairs.grid}), {reg.info.n} images"
     )
 
 

@@ -44,7 +44,7 @@ def save_tiny_bundle(folder, seed: int = 0, name: str = "test model"):
     features) for tests of scoring, written to ``folder``; returns the folder."""
     import numpy as np
 
-    from reiqa.bundle import ScoreSpec, assemble
+    from reiqa.inference import ScoreSpec, assemble
     from reiqa.models.backbones import build_backbone
     from reiqa.regress import QualityRegressor
 

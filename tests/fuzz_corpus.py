@@ -24,7 +24,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["FORMATS", "MUTATIONS", "TARGETED", "base_images", "make_corpus", "mutate", "set_dims"]
+__all__ = [
+    "FORMATS",
+    "MUTATIONS",
+    "TARGETED",
+    "base_images",
+    "dds_unknown_fourcc",
+    "make_corpus",
+    "mutate",
+    "set_dims",
+]
 
 MAX_FILE_BYTES = 48 * 1024
 """Every corpus file is smaller than this."""
@@ -506,6 +515,16 @@ def _png_edit(data: bytes, *, colortype: int | None = None, drop: bytes = b"", o
     return _png_join(chunks)
 
 
+def dds_unknown_fourcc() -> bytes:
+    """A 128-byte DDS texture header (no pixel data) whose pixel format is a FourCC Pillow does
+    not know (``ZZZZ``): Pillow's DDS plugin accepts the file, then raises NotImplementedError
+    ("Unimplemented pixel format") from ``Image.open``, a type its other decoders do not raise."""
+    ddpf_fourcc, caps_flags = 0x4, 0x1 | 0x2 | 0x4 | 0x1000  # DDSD_CAPS, HEIGHT, WIDTH, PIXELFORMAT
+    pixel_format = struct.pack("<4I", 32, ddpf_fourcc, int.from_bytes(b"ZZZZ", "little"), 0) + bytes(16)
+    header = struct.pack("<3I", caps_flags, 4, 4) + bytes(12) + bytes(44) + pixel_format + bytes(20)
+    return b"DDS " + struct.pack("<I", 4 + len(header)) + header
+
+
 # Cases every corpus starts with, whatever the seed: (format, base, kind, mutation). They pin
 # down the classes of bad file that broke reiqa before, so a seed cannot miss them.
 TARGETED: list[tuple[str, str, str, Callable[[bytes], bytes]]] = [
@@ -523,6 +542,8 @@ TARGETED: list[tuple[str, str, str, Callable[[bytes], bytes]]] = [
     ("tiff", "rgb48", "dims60000x60000", lambda d: set_dims(d, "tiff", 60000, 60000)),
     ("bmp", "rgb48", "dims60000x60000", lambda d: set_dims(d, "bmp", 60000, 60000)),
     ("jpeg", "rgb48", "trunc0", lambda d: b""),
+    # a DDS texture named .jpg: Pillow raises NotImplementedError, which once escaped reiqa score
+    ("jpeg", "rgb48", "as-dds-unknown-fourcc", lambda d: dds_unknown_fourcc()),
     *((fmt, "rgb48", "trunc16", lambda d: d[:16]) for fmt in FORMATS),
 ]
 

@@ -138,3 +138,51 @@ def test_cli_score_with_ray_equals_the_single_process_cli(
             assert float(row["score"]) == pytest.approx(float(cli_scores[name]["score"]), abs=1e-3)
         else:
             assert row["score"] == "" and row["error"] == cli_scores[name]["error"]
+
+
+def test_ray_scores_with_the_drivers_options_and_records_them(
+    local_ray, folder, tiny_model, tmp_path
+) -> None:
+    """``--max-side`` reaches the actors: ``--ray`` gives the single-process scores at that size,
+    and both outputs' provenance records the size they were really scored at."""
+    import json
+
+    import reiqa
+
+    outputs = {"ray": tmp_path / "ray.csv", "plain": tmp_path / "plain.csv"}
+    for kind, out in outputs.items():
+        extra = ["--ray", "local", "--ray-actors", "2"] if kind == "ray" else []
+        done = subprocess.run(
+            _score_command(folder, tiny_model, "--max-side", "32", "-o", str(out), *extra),
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 3, done.stderr  # the two broken files
+    ray_rows, plain_rows = _read(outputs["ray"]), _read(outputs["plain"])
+    model = reiqa.load(tiny_model).with_options(max_side=32)
+    uncapped = reiqa.load(tiny_model)
+    moved = 0
+    for name, row in plain_rows.items():
+        if not row["score"]:
+            assert ray_rows[name]["error"] == row["error"]
+            continue
+        expected = model.score(folder / name)
+        assert float(row["score"]) == pytest.approx(expected, abs=1e-3)
+        assert float(ray_rows[name]["score"]) == pytest.approx(expected, abs=1e-3)
+        moved += abs(uncapped.score(folder / name) - expected) > 1e-3
+    assert moved > 0, "the cap changed no score: the test would not see the options lost"
+    for out in outputs.values():
+        record = json.loads(out.with_name(f".{out.name}.reiqa.json").read_text())
+        assert record["options"]["max_side"] == 32 and record["model_id"] == model.model_id
+
+
+def test_an_actor_refuses_a_model_other_than_the_drivers(tiny_model) -> None:
+    import reiqa
+    from reiqa.cluster import BatchScorer
+    from reiqa.errors import ModelError
+
+    capped = reiqa.load(tiny_model).with_options(max_side=32)
+    scorer = BatchScorer(str(tiny_model), device="cpu", options={"max_side": 32}, model_id=capped.model_id)
+    assert scorer.model.model_id == capped.model_id and scorer.model.max_side == 32
+    with pytest.raises(ModelError, match="the driver's"):
+        BatchScorer(str(tiny_model), device="cpu", model_id=capped.model_id)  # the card's size, not 32

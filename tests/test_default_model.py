@@ -95,11 +95,11 @@ def test_large_images_are_downscaled_to_the_models_cap_unless_asked(sample, tmp_
     assert model.score(path) == pytest.approx(model.score(cap_size(decoded, max_side=1024)), abs=1e-4)
     full = CliRunner().invoke(app, ["score", str(path), "--max-side", "0"])
     assert full.exit_code == 0, full.output
-    model.max_side = None
-    assert f"{model.score(path):.3f}" in full.output
-    assert abs(model.score(path) - model.score(cap_size(decoded, max_side=1024))) > 1e-3
+    uncapped = model.with_options(max_side=None)
+    assert f"{uncapped.score(path):.3f}" in full.output
+    assert abs(uncapped.score(path) - model.score(cap_size(decoded, max_side=1024))) > 1e-3
     with pytest.raises(ValueError, match="max_side"):
-        model.max_side = 0
+        model.with_options(max_side=0)
 
 
 def test_shipped_files_record_no_machine_paths() -> None:

@@ -105,7 +105,7 @@ def test_the_feature_iterator_yields_every_file_once_in_order_with_cache_and_fai
 
 def test_scoring_and_extraction_share_one_path(model, files) -> None:
     """ReIQA.score_files gives the regressor exactly the features ``extract`` gives."""
-    from reiqa.bundle import assemble
+    from reiqa.inference import assemble
     from reiqa.regress import QualityRegressor
 
     rng = np.random.default_rng(0)

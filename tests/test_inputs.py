@@ -10,11 +10,11 @@ from typing import TypeVar
 
 import pytest
 
+from reiqa.digest import file_sha256
 from reiqa.errors import DataError
 from reiqa.inputs import (
     IMAGE_COLUMNS,
     expand_inputs,
-    file_sha256,
     find_column,
     find_images,
     list_training_images,
@@ -124,6 +124,15 @@ def test_file_sha256_hashes_the_bytes(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"abc" * 1000)
     assert file_sha256(tmp_path / "f") == hashlib.sha256(b"abc" * 1000).hexdigest()
     assert os.path.getsize(tmp_path / "f") == 3000
+    (tmp_path / "big").write_bytes(bytes(range(256)) * 8193)  # more than one 1 MiB chunk
+    assert file_sha256(str(tmp_path / "big")) == hashlib.sha256(bytes(range(256)) * 8193).hexdigest()
+    assert file_sha256(tmp_path / "f") != file_sha256(tmp_path / "big")
+
+
+def test_file_sha256_lives_in_the_leaf_module_digest_only() -> None:
+    import reiqa.inputs
+
+    assert not hasattr(reiqa.inputs, "file_sha256") and "file_sha256" not in reiqa.inputs.__all__
 
 
 # --- hostile inputs: missing files, unreadable lists, odd folder entries ---------------------

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 import sys
 import threading
@@ -20,15 +21,14 @@ import reiqa.io
 from reiqa.errors import ImageLoadError
 from reiqa.io import (
     IMAGE_SUFFIXES,
-    LoadResult,
     decode_image,
     file_signature,
     load_image,
-    load_images,
     save_image,
     to_pil,
     to_tensor,
 )
+from tests.fuzz_corpus import dds_unknown_fourcc
 
 T = TypeVar("T")
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
@@ -392,6 +392,55 @@ def test_undecodable_data_is_unreadable(tmp_path: Path) -> None:
     assert isinstance(err.__cause__, OSError)
 
 
+def test_any_decoder_exception_is_the_files_error(tmp_path: Path) -> None:
+    # a DDS texture named .jpg: Pillow's DDS plugin accepts it, then raises NotImplementedError
+    data = dds_unknown_fourcc()
+    with pytest.raises(NotImplementedError):
+        Image.open(io.BytesIO(data))
+    (tmp_path / "texture.jpg").write_bytes(data)
+    err = _load_error(tmp_path / "texture.jpg")
+    assert err.reason == "unreadable"
+    assert "NotImplementedError: Unimplemented pixel format" in str(err)
+    assert isinstance(err.__cause__, NotImplementedError)
+
+
+def test_any_decoder_exception_is_the_uploads_error() -> None:
+    with pytest.raises(ImageLoadError) as info:
+        decode_image(dds_unknown_fourcc(), "texture.jpg")
+    assert info.value.reason == "unreadable" and info.value.path == "texture.jpg"
+    assert str(info.value).startswith("texture.jpg: Pillow could not decode it (NotImplementedError: ")
+    assert isinstance(info.value.__cause__, NotImplementedError)
+
+
+@pytest.mark.parametrize("stage", ["open", "convert"])
+def test_an_exception_while_opening_or_converting_names_its_type(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    Image.new("RGB", (2, 2)).save(tmp_path / "a.png")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("no such tag")
+
+    monkeypatch.setattr(
+        *((Image, "open") if stage == "open" else (reiqa.io.ImageOps, "exif_transpose")), broken
+    )
+    err = _load_error(tmp_path / "a.png")
+    assert err.reason == "unreadable" and "(KeyError: 'no such tag')" in str(err)
+
+
+def test_an_interrupt_while_decoding_is_not_the_files_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Image.new("RGB", (2, 2)).save(tmp_path / "a.png")
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reiqa.io.ImageOps, "exif_transpose", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_image(tmp_path / "a.png")
+
+
 def test_unsupported_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Every mode Pillow can produce is supported, so take "L" off the list to reach this path.
     monkeypatch.setattr(reiqa.io, "SUPPORTED_MODES", reiqa.io.SUPPORTED_MODES - {"L"})
@@ -434,22 +483,6 @@ def test_bad_arguments(tmp_path: Path) -> None:
         load_image(tmp_path / "a.png", background=(0.0, 2.0, 0.0))
     with pytest.raises(ValueError, match="max_pixels"):
         load_image(tmp_path / "a.png", max_pixels=0)
-
-
-def test_load_images_keeps_order_and_collects_failures(tmp_path: Path) -> None:
-    Image.new("RGB", (2, 2), RED).save(tmp_path / "a.png")
-    Image.new("RGB", (3, 1), BLUE).save(tmp_path / "c.png")
-    (tmp_path / "b.jpg").write_text("text")
-    paths = [tmp_path / "a.png", tmp_path / "b.jpg", tmp_path / "missing.png", str(tmp_path / "c.png")]
-    result = load_images(paths, max_pixels=100)
-    assert isinstance(result, LoadResult)
-    assert result.paths == [tmp_path / "a.png", tmp_path / "c.png"]
-    assert [t.shape for t in result.images] == [(3, 2, 2), (3, 1, 3)]
-    assert result.images[1][2].min().item() == 1.0
-    assert [(f.path, f.reason) for f in result.failures] == [
-        (tmp_path / "b.jpg", "not-an-image"),
-        (tmp_path / "missing.png", "missing"),
-    ]
 
 
 # --- saving ----------------------------------------------------------------------------------
@@ -501,6 +534,18 @@ def test_save_overwrites_and_leaves_no_temp_on_failure(
     monkeypatch.undo()
     assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
     assert load_image(path).min().item() == 1.0  # the old file is intact
+
+
+def test_save_gives_a_new_file_the_usual_permissions_and_keeps_an_existing_ones(tmp_path: Path) -> None:
+    mask = os.umask(0o022)
+    try:
+        new = save_image(torch.zeros(3, 2, 2), tmp_path / "new.png")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o644  # 0o666 less the umask, not mkstemp's 0o600
+    new.chmod(0o600)
+    save_image(torch.ones(3, 2, 2), new)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o600 and load_image(new).min().item() == 1.0
 
 
 def test_save_rejects_unknown_suffix_and_bad_quality(tmp_path: Path) -> None:

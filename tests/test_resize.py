@@ -8,7 +8,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from reiqa.resize import cap_size, half_scale, half_scale_unfiltered, resize, upscale_to_min_side
+from reiqa.resize import (
+    cap_size,
+    center_crop,
+    half_scale,
+    half_scale_unfiltered,
+    resize,
+    upscale_to_min_side,
+)
 from tests.conftest import textured_images
 
 
@@ -50,3 +57,31 @@ def test_unfiltered_half_scale_is_the_official_training_resize() -> None:
 @pytest.mark.parametrize(("h", "w", "side", "shape"), [(20, 40, 32, (32, 64)), (64, 48, 32, (64, 48))])
 def test_upscale_to_min_side(h, w, side, shape) -> None:
     assert upscale_to_min_side(torch.rand(1, 3, h, w), side).shape[-2:] == shape
+
+
+def _sheet_crop(images, tile):  # the copy sheet.py had before center_crop
+    h, w = images.shape[-2:]
+    th, tw = min(tile, h), min(tile, w)
+    top, left = (h - th) // 2, (w - tw) // 2
+    return images[..., top : top + th, left : left + tw]
+
+
+@pytest.mark.parametrize("lead", [(3,), (2, 3), ()])
+@pytest.mark.parametrize(
+    ("h", "w", "side"), [(9, 12, 4), (10, 7, 5), (5, 5, 5), (6, 30, 8), (3, 2, 160), (1, 1, 1)]
+)
+def test_center_crop_is_the_centre_window_of_any_layout(lead, h, w, side) -> None:
+    x = torch.arange(float(np.prod([*lead, h, w]))).reshape(*lead, h, w)
+    out = center_crop(x, side)
+    assert out.shape == (*lead, min(h, side), min(w, side))
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)  # odd margins: the extra row below
+    torch.testing.assert_close(out, x[..., top : top + min(h, side), left : left + min(w, side)])
+    torch.testing.assert_close(out, _sheet_crop(x, side))
+    assert (
+        out.data_ptr() >= x.data_ptr() and out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+    )
+
+
+def test_center_crop_refuses_a_side_below_one() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        center_crop(torch.rand(3, 4, 4), 0)

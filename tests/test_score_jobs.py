@@ -82,7 +82,7 @@ def test_resuming_with_other_options_or_another_model_is_refused(
 def test_a_second_writer_gets_a_one_line_error(models, photos, tmp_path, capsys, monkeypatch) -> None:
     out = tmp_path / "scores.csv"
     assert _score([*photos[:1], "-o", out], models, capsys, monkeypatch)[0] == 0
-    from reiqa.bundle import load
+    from reiqa.inference import load
     from reiqa.jobs import scoring_provenance
 
     with ScoreOutput(out, scoring_provenance(load(models[0]))):  # another run in flight
@@ -236,7 +236,7 @@ def test_evaluate_scores_take_root_for_relative_names(models, photos, tmp_path, 
 
 def test_a_non_finite_score_is_a_failure_not_a_score(models, photos, tmp_path, capsys, monkeypatch) -> None:
 
-    from reiqa.bundle import load
+    from reiqa.inference import load
 
     model = load(models[0])
     model.regressor.intercept_ = float("nan")  # what a corrupted regressor in memory would give
@@ -335,3 +335,33 @@ def test_version_through_the_console_script(tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == __version__
     assert marker.read_text() == "atexit ran"
+
+
+def test_max_side_gives_the_apis_scores_and_is_recorded(tmp_path, capsys, monkeypatch) -> None:
+    """``reiqa score --max-side 96`` scores what the Python API scores with that cap, on every
+    kind of input, and the output's provenance records 96, not the card's 1024."""
+    import json
+
+    import reiqa
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    paths = [_photo(folder / f"{i}.png", seed=i, size=(120, 160)) for i in range(2)]
+    out = tmp_path / "scores.csv"
+    code, _, err = _run(["score", folder, "--max-side", "96", "-o", out], capsys, monkeypatch)
+    assert code == 0, err
+    written = {Path(r["path"]).name: float(r["score"]) for r in _rows(out)}
+    model = reiqa.load(device="auto").with_options(max_side=96)
+    full = reiqa.load(device="auto")
+    for path in paths:
+        expected = written[path.name]
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"))
+            assert model.score(image) == pytest.approx(expected, abs=1e-3)
+        assert model.score(path) == pytest.approx(expected, abs=1e-3)
+        assert model.score(pixels) == pytest.approx(expected, abs=1e-3)
+        assert model.score(pixels[None])[0] == pytest.approx(expected, abs=1e-3)
+        assert abs(full.score(path) - expected) > 1e-3  # the cap is really applied
+    assert model.score(paths) == pytest.approx([written[p.name] for p in paths], abs=1e-3)
+    record = json.loads(out.with_name(f".{out.name}.reiqa.json").read_text())
+    assert record["options"]["max_side"] == 96 and record["model_id"] == model.model_id

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from reiqa.errors import ImageLoadError, ReiqaError, UnknownNameError
 
 if TYPE_CHECKING:
-    from reiqa.bundle import ReIQA
+    from reiqa.inference import ReIQA
 
 __version__ = "0.1.0.dev0"
 
@@ -21,10 +21,10 @@ __all__ = ["ImageLoadError", "ReIQA", "ReiqaError", "UnknownNameError", "__versi
 def load(
     path: str | os.PathLike[str] | None = None, *, backend: str = "torch", device: str | None = None
 ) -> ReIQA:
-    """A Re-IQA model: the embedded default (no argument) or a model folder, on ``device``;
-    ``backend``: the encoders' engine, 'auto' or one of ``reiqa.backends.BACKENDS``. See
-    reiqa.bundle."""
-    from reiqa.bundle import load as _load
+    """A Re-IQA model: the embedded default (no argument) or a model folder, on ``device`` ('cpu'
+    when None, 'cuda', 'auto', ...); ``backend``: the encoders' engine, 'auto' or a name of
+    ``reiqa.engines.ENGINES``. See ``reiqa.inference.load``."""
+    from reiqa.inference import load as _load
 
     return _load(path, backend=backend, device=device)
 
@@ -32,7 +32,7 @@ def load(
 def __getattr__(name: str) -> object:
     # reiqa.ReIQA without importing torch when reiqa is imported
     if name == "ReIQA":
-        from reiqa.bundle import ReIQA
+        from reiqa.inference import ReIQA
 
         return ReIQA
     raise AttributeError(f"module 'reiqa' has no attribute {name!r}")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from reiqa import engines
 from reiqa.errors import ReiqaError
 
 # reiqa.io.DEFAULT_MAX_PIXELS, written out so that --help and argument errors never import torch
@@ -28,16 +29,8 @@ MaxPixels = Annotated[
     int, typer.Option(min=1, help="Refuse images with more pixels (checked before decoding).")
 ]
 
-#: the --backend option of score and serve (reiqa.backends.BACKENDS, written out: no torch import)
-Backend = Annotated[
-    str,
-    typer.Option(
-        help="Engine for the encoders: torch, onnxruntime, openvino (CPU; the ONNX graphs are exported "
-        "once into the cache, see `reiqa export`) or auto: OpenVINO on the CPU for 100 images or more "
-        "(serve: always) when installed, else torch. openvino-bf16: bfloat16 inside OpenVINO, 1.6x "
-        "faster on CPUs with AMX or AVX-512 BF16, scores up to a few points off (never picked by auto)."
-    ),
-]
+#: the --backend option of score and serve, from the engine table (which imports no torch)
+Backend = Annotated[str, typer.Option(help=engines.help_text())]
 
 app = typer.Typer(
     name="reiqa",
@@ -207,9 +200,9 @@ def fit(
         lower_is_better=lower_is_better,
     )
     reg.save(out)
-    chosen = f"alpha {reg.alpha_:g} chosen by {reg.selection_['by']} (SRCC {reg.selection_['srcc']:.3f})"
-    typer.echo(f"fitted on {reg.info['n']} images; {chosen}; wrote {out}")
-    if reg.selection_["at_grid_edge"]:
+    chosen = f"alpha {reg.alpha_:g} chosen by {reg.selection_.by} (SRCC {reg.selection_.srcc:.3f})"
+    typer.echo(f"fitted on {reg.info.n} images; {chosen}; wrote {out}")
+    if reg.selection_.at_grid_edge:
         typer.echo(f"warning: alpha {reg.alpha_:g} is at the end of the search grid", err=True)
 
 
@@ -283,8 +276,7 @@ def score(
     from reiqa.jobs import score_inputs
     from reiqa.runtime import tuned_allocator
 
-    # 2x faster on CPU: freed activations are reused instead of unmapped; given back at the end
-    with tuned_allocator():
+    with tuned_allocator():  # 2x faster on CPU: freed activations are reused, given back at the end
         run = score_inputs(
             inputs,
             output,
@@ -304,8 +296,7 @@ def score(
         )
     _print_scores(run, output)
     _allow_quick_exit()  # the output file is written and closed
-    failed = run.summary.failed_in_output if output is not None else run.summary.failed
-    if failed or run.empty_inputs or run.bad_inputs:
+    if run.failed:
         raise typer.Exit(3)
 
 
@@ -369,44 +360,20 @@ def serve(
 ) -> None:
     """Serve the model over HTTP: POST /score (multipart, parts named 'file'), GET /model,
     GET /health, and a page at / that sorts dropped photos by quality."""
-    token = None
-    if token_env is not None:
-        token = os.environ.get(token_env)
-        if not token:
-            raise ReiqaError(f"--token-env {token_env}: environment variable {token_env} is unset or empty")
-    try:
-        import fastapi  # noqa: F401
-        import python_multipart  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as exc:
-        raise ReiqaError(
-            f"reiqa serve needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
-            "pip install 'reiqa[serve]'"
-        ) from exc
-    from reiqa.service.server import bind, is_loopback, run
+    from reiqa.service.server import serve as run_service
 
-    if not is_loopback(host) and token is None:
-        _echo(
-            f"warning: listening on {host} without a token: anyone who can reach this machine can use "
-            "the service (set --token-env NAME)",
-            err=True,
-        )
-    sock = bind(host, port)  # before the model is loaded: a busy port fails at once
-    from reiqa.bundle import load
-    from reiqa.runtime import pick_device, tune_allocator
-    from reiqa.service.app import create_app
-
-    tune_allocator()
-    net = load(model, backend=backend, device=pick_device(device))  # auto: a long-lived service
-    app_ = create_app(
-        net,
+    run_service(
+        host=host,
+        port=port,
+        model=model,
+        device=device,
+        backend=backend,
+        token_env=token_env,
         max_upload_bytes=int(max_upload_mb * 2**20),
         max_pixels=max_pixels,
-        token=token,
         batch_window_s=batch_window_ms / 1000,
         max_batch_images=max_batch,
     )
-    run(app_, sock)
 
 
 @app.command("export")
@@ -420,8 +387,8 @@ def export_cmd(
     same graph): quality.onnx, content.onnx and onnx.json (inputs, normalisation, weights id)."""
     if fmt != "onnx":
         raise typer.BadParameter(f"unknown format {fmt!r}; the only one is 'onnx'", param_hint="--format")
-    from reiqa.backends import export_onnx
-    from reiqa.bundle import load
+    from reiqa.inference import load
+    from reiqa.inference.onnx import export_onnx
     from reiqa.outputs import refuse_to_replace
 
     refuse_to_replace(out, overwrite=overwrite, files=("quality.onnx", "content.onnx", "onnx.json"))
@@ -449,8 +416,8 @@ def make_bundle(
 ) -> None:
     """Put encoders (ours or the official release) and a fitted regressor into one model folder
     that `reiqa score --model` and `reiqa.load(path)` read."""
-    from reiqa.bundle import make_bundle as write_bundle
     from reiqa.features import FeatureOptions
+    from reiqa.inference import make_bundle as write_bundle
     from reiqa.outputs import refuse_to_replace
 
     refuse_to_replace(
@@ -542,6 +509,7 @@ def main() -> None:
     file, a folder that cannot be written, a full disk) become one line ``error: ...`` and exit
     status 1; set ``REIQA_DEBUG=1`` to see the traceback instead."""
     warnings.formatwarning = _format_warning
+    _show_log_messages()
     try:
         app()
     except (ReiqaError, OSError) as exc:
@@ -549,6 +517,19 @@ def main() -> None:
             raise
         _echo(f"error: {_describe(exc)}", err=True)
         sys.exit(1)
+
+
+def _show_log_messages() -> None:
+    """reiqa's log messages (the service's address, a first export of the graphs) on stderr,
+    as plain lines."""
+    import logging
+
+    logger = logging.getLogger("reiqa")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 _quick_exit_allowed = False

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize, special, stats
 
+from reiqa.atomic import write_json_atomic, write_text_atomic
 from reiqa.errors import EvaluationError
 from reiqa.plots import new_figure, save_figure
-from reiqa.regress import QualityRegressor
+from reiqa.regress import FileRef, FitInfo, QualityRegressor
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,7 @@ def save_splits(splits: list[Split], path: str | Path, *, keys: Sequence[str]) -
     keys = list(keys)
     data = [{part: [keys[i] for i in getattr(s, part)] for part in ("train", "val", "test")} for s in splits]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"format": "reiqa-splits-1", "splits": data}), encoding="utf-8")
+    write_json_atomic(path, {"format": "reiqa-splits-1", "splits": data}, indent=None)
     return path
 
 
@@ -254,8 +254,8 @@ def write_report(results: list[EvaluationResult], out_dir: str | Path, *, title:
             ]
             lines += [f"| {k} | {np.median(v):.3f} |" for k, v in sorted(r.per_type.items())]
     lines += ["", "Median over splits ± standard deviation. Plots: scatter-*.png (the median split)."]
-    (out_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out_dir / "report.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+    write_text_atomic(out_dir / "report.md", "\n".join(lines) + "\n")
+    write_json_atomic(out_dir / "report.json", data)
     return out_dir / "report.md"
 
 
@@ -386,8 +386,8 @@ def fit_regressor(
     higher-is-better. ``info`` records the feature ``model_id`` and blocks, and the two files by
     name and SHA-256 (never their folders)."""
     from reiqa.datasets.csv_table import load_csv
+    from reiqa.digest import file_sha256
     from reiqa.features import FeatureTable
-    from reiqa.inputs import file_sha256
 
     table = FeatureTable.load(features_file)
     labels = load_csv(
@@ -400,14 +400,14 @@ def fit_regressor(
     x, y, _ = align(table, labels)
     sign = -1.0 if lower_is_better else 1.0
     regressor = QualityRegressor(method=method).fit(x, sign * y)
-    regressor.info = {
-        "features": {"file": Path(features_file).name, "sha256": file_sha256(features_file)},
-        "model_id": table.model_id,
-        "blocks": table.blocks,
-        "scores": {"file": Path(scores_file).name, "sha256": file_sha256(scores_file)},
-        "n": len(y),
-        "higher_is_better": True,
-        "score_range": [float(y.min()), float(y.max())],
-        "source_direction_flipped": lower_is_better,
-    }
+    regressor.info = FitInfo(
+        model_id=table.model_id,
+        blocks=tuple((name, width) for name, width in table.blocks),
+        features=FileRef(Path(features_file).name, file_sha256(features_file)),
+        scores=FileRef(Path(scores_file).name, file_sha256(scores_file)),
+        n=len(y),
+        higher_is_better=True,
+        score_range=(float(y.min()), float(y.max())),
+        source_direction_flipped=lower_is_better,
+    )
     return regressor

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,21 +23,28 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from reiqa.atomic import atomic_path
+from reiqa.digest import file_sha256
+from reiqa.engines import ENGINES, Engine
 from reiqa.errors import ConfigError, FeatureError, ImageLoadError
-from reiqa.inputs import file_sha256
-from reiqa.io import DEFAULT_MAX_PIXELS, load_image
+from reiqa.io import (
+    DEFAULT_MAX_PIXELS,
+    Failure,
+    array_to_tensor,
+    check_images,
+    decode_image,
+    load_image,
+    to_tensor,
+)
 from reiqa.models.backbones import InputNorm
 from reiqa.models.checkpoints import load_encoder
 from reiqa.resize import cap_size, half_scale
+from reiqa.schema import from_dict
 
-#: images of one size that go through the encoders together, at most this many pixels in all
-#: (two 500x500, one 1024x768; a 12 Mpx photo alone): bounds memory, keeps activations in cache.
-#: Default model, 2 CPU cores, 500x500 photos, in one run: 2^19 scores 7.5 images/s against 8.0
-#: for 2^20, and ``reiqa score`` peaks at 0.85 GB against 1.04 GB (the 1 GB goal of issue 13).
-MAX_PIXELS_PER_FORWARD = 2**19
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -70,12 +78,7 @@ class FeatureOptions:
 
     @classmethod
     def from_dict(cls, raw: object) -> FeatureOptions:
-        if not isinstance(raw, dict):
-            raise ConfigError(f"features must be an object with max_side, min_side, compat, got {raw!r}")
-        unknown = sorted(set(raw) - {"max_side", "min_side", "compat"})
-        if unknown:
-            raise ConfigError(f"features: unknown field(s) {unknown}; known: max_side, min_side, compat")
-        return cls(**raw)
+        return from_dict(cls, raw, "features")
 
 
 class FeatureModel(nn.Module):
@@ -88,6 +91,11 @@ class FeatureModel(nn.Module):
         quality_norm, content_norm: the input normalisation each backbone was trained with
             (``InputNorm`` kinds): raw [0, 1] RGB for Re-IQA's quality encoder, ImageNet
             statistics for its content encoder, 'tf-lite' for EfficientNet-Lite.
+        engine: what runs the backbones (``reiqa.engines``): its pixel budget per forward pass
+            and its arithmetic come with it. Backbones run by a graph engine are built by
+            ``reiqa.inference.onnx.on_engine``.
+        weights_hash: for backbones run by another engine, the hash of the torch weights they
+            were exported from (``weights_hash()`` of the torch model), so that both have one id.
     """
 
     def __init__(
@@ -98,6 +106,8 @@ class FeatureModel(nn.Module):
         compat: bool = False,
         quality_norm: str = "none",
         content_norm: str = "imagenet",
+        engine: Engine = ENGINES["torch"],
+        weights_hash: hashlib._Hash | None = None,
     ) -> None:
         super().__init__()
         if quality is None and content is None:
@@ -107,10 +117,8 @@ class FeatureModel(nn.Module):
         self.quality_norm = InputNorm(quality_norm)
         self.content_norm = InputNorm(content_norm)
         self.compat = compat
-        self.backend = "torch"
-        self.source_weights_hash: hashlib._Hash | None = None
-        self.pixels_per_forward = MAX_PIXELS_PER_FORWARD  # the budget of ``encode``
-        self.precision = "fp32"  # an engine's reduced precision (reiqa.backends) changes the features
+        self.engine = engine
+        self._weights_hash = weights_hash.copy() if weights_hash is not None else None
         self.eval()
 
     @classmethod
@@ -118,14 +126,14 @@ class FeatureModel(nn.Module):
         cls, quality: str | Path | None, content: str | Path | None, *, compat: bool = False
     ) -> FeatureModel:
         """From encoder files written by ``reiqa pretrain`` (encoder.json + encoder.safetensors)."""
-        q, q_meta = load_encoder(Path(quality)) if quality else (None, {})
-        c, c_meta = load_encoder(Path(content)) if content else (None, {})
+        q, q_about = load_encoder(Path(quality)) if quality else (None, None)
+        c, c_about = load_encoder(Path(content)) if content else (None, None)
         return cls(
             q,
             c,
             compat=compat,
-            quality_norm=q_meta.get("input_norm", "none"),
-            content_norm=c_meta.get("input_norm", "imagenet"),
+            quality_norm=(q_about and q_about.input_norm) or "none",
+            content_norm=(c_about and c_about.input_norm) or "imagenet",
         )
 
     @property
@@ -159,16 +167,16 @@ class FeatureModel(nn.Module):
         options = {"compat": self.compat, "max_side": max_side, "min_side": min_side}
         if (self.quality_norm.kind, self.content_norm.kind) != ("none", "imagenet"):
             options["norms"] = [self.quality_norm.kind, self.content_norm.kind]
-        if self.precision != "fp32":  # other numbers: never mixed with fp32 in caches and outputs
-            options["precision"] = self.precision
+        if self.engine.precision != "fp32":  # other numbers: never mixed with fp32 in caches and outputs
+            options["precision"] = self.engine.precision
         h.update(json.dumps(options).encode())
         return h.hexdigest()[:16]
 
     def weights_hash(self) -> hashlib._Hash:
         """A SHA-256 object fed with the encoders' weights (a fresh copy each call). Encoders run
-        by another engine (``reiqa.backends``) keep the hash of the torch weights they came from."""
-        if self.source_weights_hash is not None:
-            return self.source_weights_hash.copy()
+        by another engine keep the hash of the torch weights they came from."""
+        if self._weights_hash is not None:
+            return self._weights_hash.copy()
         h = hashlib.sha256()
         for enc in (self.quality, self.content):
             if enc is None:
@@ -191,39 +199,110 @@ def output_dim(backbone: nn.Module) -> int:
     return width
 
 
-# -- files -----------------------------------------------------------------------------------
+# -- preparing images: any source -> (3, H, W) in [0, 1], capped by the feature options ---------
+
+#: what :func:`prepare` accepts as one image
+ImageSource = str | os.PathLike | bytes | Tensor | np.ndarray | Image.Image
 
 
-class DecodedImages(Dataset):
-    """Item i: (i, image (3, H, W) capped by max_side/min_side, None) or (i, None, the error) for a
-    file that cannot be read; used with ``collate_list`` so a batch keeps its failures."""
+def prepare(
+    source: ImageSource,
+    options: FeatureOptions,
+    *,
+    name: str | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Tensor:
+    """One image as the encoders take it: decoded (a path, or ``bytes`` named ``name``, through
+    ``reiqa.io``), converted (a PIL image; a (3, H, W) or (H, W, 3) array or tensor, float in
+    [0, 1] or uint8, checked by ``reiqa.io.check_images``) and brought within the size cap of
+    ``options``: (3, H, W) float32 in [0, 1] on the CPU. The one place where an image is capped.
 
-    def __init__(
-        self,
-        paths: Sequence[Path],
-        *,
-        max_side: int | None = None,
-        min_side: int | None = None,
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    ) -> None:
-        self.paths, self.max_side, self.min_side = list(paths), max_side, min_side
-        self.max_pixels = max_pixels
+    Raises:
+        ImageLoadError: a file or upload that cannot be read (the message names it).
+        ValueError, TypeError: an array or tensor that is not one image in [0, 1].
+    """
+    if isinstance(source, str | os.PathLike):
+        image = load_image(source, max_pixels=max_pixels)
+    elif isinstance(source, bytes):
+        image = decode_image(source, name or "upload", max_pixels=max_pixels)
+    elif isinstance(source, Image.Image):
+        image = check_images(to_tensor(source), name or "the PIL image")[0]
+    elif isinstance(source, np.ndarray):
+        tensor, single = array_to_tensor(source)
+        if not single:
+            raise ValueError(f"{name or 'the array'}: one image expected, got shape {tuple(source.shape)}")
+        image = check_images(tensor, name or "the array")[0]
+    elif isinstance(source, Tensor):
+        if source.ndim != 3:
+            raise ValueError(
+                f"{name or 'the tensor'}: one (3, H, W) image expected, got {tuple(source.shape)}"
+            )
+        image = check_images(source, name or "the tensor")[0]
+    else:
+        raise TypeError(f"cannot prepare a {type(source).__name__} as an image")
+    return cap_size(image, max_side=options.max_side, min_side=options.min_side)
+
+
+def prepare_or_failure(
+    source: ImageSource,
+    options: FeatureOptions,
+    *,
+    name: str | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Tensor | Failure:
+    """:func:`prepare`, with a file or upload that cannot be read returned as a ``Failure``
+    (batch jobs go on; a bad array or tensor is still an exception: it is a caller's bug)."""
+    try:
+        return prepare(source, options, name=name, max_pixels=max_pixels)
+    except ImageLoadError as exc:
+        return Failure.of(name if name is not None else source, exc)
+
+
+class PreparedFiles(Dataset):
+    """Item i: (i, the prepared image of file i or its Failure), for a DataLoader whose batches
+    keep their failures (``collate_fn=list``)."""
+
+    def __init__(self, paths: Sequence[Path], options: FeatureOptions, max_pixels: int | None) -> None:
+        self.paths, self.options, self.max_pixels = list(paths), options, max_pixels
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[int, Tensor | None, str | None]:
-        try:
-            image = load_image(self.paths[i], max_pixels=self.max_pixels)
-            image = cap_size(image, max_side=self.max_side, min_side=self.min_side)
-            return i, image, None
-        except ImageLoadError as exc:
-            return i, None, str(exc)
+    def __getitem__(self, i: int) -> tuple[int, Tensor | Failure]:
+        path = self.paths[i]
+        return i, prepare_or_failure(path, self.options, name=str(path), max_pixels=self.max_pixels)
 
 
-def collate_list(items: list) -> list:
-    """Keep a batch as the list of items (images of different sizes, failures)."""
-    return items
+def iter_prepared(
+    paths: Sequence[str | Path],
+    options: FeatureOptions,
+    *,
+    batch_size: int = 8,
+    workers: int = 0,
+    progress: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Iterator[list[tuple[int, Tensor | Failure]]]:
+    """The files prepared in batches of ``batch_size`` (decoded in ``workers`` processes), in
+    input order: (index into ``paths``, image or Failure). Under both scoring and extraction."""
+    loader = DataLoader(
+        PreparedFiles([Path(p) for p in paths], options, max_pixels),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=list,
+    )
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(paths), unit="img", dynamic_ncols=True)
+    try:
+        for batch in loader:
+            if bar is not None:
+                bar.update(len(batch))
+            yield batch
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 @dataclass
@@ -261,18 +340,16 @@ class FeatureTable:
         from safetensors.numpy import save_file
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {
             "paths": json.dumps([str(p) for p in self.paths]),
             "blocks": json.dumps(self.blocks),
             "model_id": self.model_id,
             "format": "reiqa-features-1",
         }
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(
-            {"features": np.ascontiguousarray(self.features, dtype=np.float32)}, str(tmp), metadata=meta
-        )
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            save_file(
+                {"features": np.ascontiguousarray(self.features, dtype=np.float32)}, str(tmp), metadata=meta
+            )
         return path
 
     @classmethod
@@ -332,13 +409,12 @@ class FeatureCache:
             return
         self._count += 1
         path = self.dir / f"{self.model_id}-{self._count:06d}-{digests[0][:8]}.safetensors"
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(
-            {"features": np.ascontiguousarray(features, dtype=np.float32)},
-            str(tmp),
-            metadata={"hashes": json.dumps(digests)},
-        )
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            save_file(
+                {"features": np.ascontiguousarray(features, dtype=np.float32)},
+                str(tmp),
+                metadata={"hashes": json.dumps(digests)},
+            )
         self._rows.update(zip(digests, features, strict=True))
 
 
@@ -366,12 +442,12 @@ def encode(
 ) -> np.ndarray:
     """Features of (N, 3, H, W) float images in [0, 1] of one size, already capped by the feature
     options; (N, D) float32. The images go to the model's device a few at a time, at most
-    ``max_pixels_per_forward`` pixels per forward pass (None: the model's ``pixels_per_forward``)."""
+    ``max_pixels_per_forward`` pixels per forward pass (None: the budget of the model's engine)."""
     if amp not in AMP_DTYPES:
         raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {amp!r}")
     amp_dtype = AMP_DTYPES[amp]
     device = model.device
-    budget = model.pixels_per_forward if max_pixels_per_forward is None else max_pixels_per_forward
+    budget = model.engine.pixels_per_forward if max_pixels_per_forward is None else max_pixels_per_forward
     step = max(1, budget // (images.shape[-2] * images.shape[-1]))
     parts = []
     for start in range(0, len(images), step):
@@ -411,11 +487,10 @@ def iter_features(
     amp: str = "none",
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Iterator[list[FeatureRow]]:
-    """The one path from image files to features, under ``reiqa features`` (``extract``) and ``reiqa
-    score`` / ``ReIQA.score_files`` / ``ReIQA.score(list of paths)``: decode (in ``workers``
-    processes), cap the size (``options``), batch images of one size within a pixel budget, run the
-    encoders on the model's device (``amp``: autocast), and yield the rows of each batch of
-    ``batch_size`` files, every file once, in input order.
+    """The features of image files, under ``reiqa features`` (``extract``): the files prepared
+    (:func:`iter_prepared`), images of one size through the encoders within the engine's pixel
+    budget (``amp``: autocast), and the rows of each batch of ``batch_size`` files yielded, every
+    file once, in input order.
 
     A file that cannot be read gets a row with ``features=None`` and the error. With ``cache``,
     files already in it are not decoded, and new rows are added to it after every batch. The
@@ -428,41 +503,32 @@ def iter_features(
     digests = [file_sha256(p) if cache is not None and p.is_file() else "" for p in paths]
     cached = [i for i, d in enumerate(digests) if d and cache is not None and d in cache]
     todo = sorted(set(range(len(paths))) - set(cached))
-    loader = DataLoader(
-        DecodedImages(
-            [paths[i] for i in todo],
-            max_side=options.max_side,
-            min_side=options.min_side,
-            max_pixels=max_pixels,
-        ),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=collate_list,
-    )
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), unit="img", dynamic_ncols=True)
     waiting = [FeatureRow(i, paths[i], cache.get(digests[i])) for i in cached] if cache is not None else []
-    try:
-        for items in loader:
-            good = [(todo[j], image) for j, image, _ in items if image is not None]
-            rows = encode_mixed(model, good, channels_last=channels_last, amp=amp)
-            if cache is not None and rows:
-                cache.add([digests[i] for i in rows], np.stack(list(rows.values())))
-            batch = [FeatureRow(todo[j], paths[todo[j]], rows.get(todo[j]), error) for j, _, error in items]
-            last = batch[-1].index
-            batch += [r for r in waiting if r.index < last]
-            waiting = [r for r in waiting if r.index > last]
-            if bar is not None:
-                bar.update(len(items))
-            yield sorted(batch, key=lambda r: r.index)
-        if waiting:
-            yield waiting
-    finally:
-        if bar is not None:
-            bar.close()
+    prepared = iter_prepared(
+        [paths[i] for i in todo],
+        options,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+        max_pixels=max_pixels,
+    )
+    for items in prepared:
+        good = [(todo[j], image) for j, image in items if not isinstance(image, Failure)]
+        rows = encode_mixed(model, good, channels_last=channels_last, amp=amp)
+        if cache is not None and rows:
+            cache.add([digests[i] for i in rows], np.stack(list(rows.values())))
+        batch = [
+            FeatureRow(
+                todo[j], paths[todo[j]], rows.get(todo[j]), item.error if isinstance(item, Failure) else None
+            )
+            for j, item in items
+        ]
+        last = batch[-1].index
+        batch += [r for r in waiting if r.index < last]
+        waiting = [r for r in waiting if r.index > last]
+        yield sorted(batch, key=lambda r: r.index)
+    if waiting:
+        yield waiting
 
 
 def extract(

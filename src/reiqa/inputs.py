@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,7 +20,6 @@ from reiqa.io import IMAGE_SUFFIXES, UNSUPPORTED_SUFFIXES, file_signature
 __all__ = [
     "IMAGE_COLUMNS",
     "expand_inputs",
-    "file_sha256",
     "find_column",
     "find_images",
     "list_training_images",
@@ -269,12 +267,3 @@ def list_training_images(sources: Iterable[StrPath]) -> list[Path]:
             f"no images found in {[str(s) for s in sources]} (suffixes: {sorted(IMAGE_SUFFIXES)})"
         )
     return paths
-
-
-def file_sha256(path: StrPath) -> str:
-    """SHA-256 of a file's bytes, as hex (what feature caches and provenance records key on)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

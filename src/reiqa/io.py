@@ -21,15 +21,13 @@ from __future__ import annotations
 import errno
 import importlib.util
 import os
-import secrets
 import stat
-import struct
 import sys
 import threading
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path, PurePath
 from typing import BinaryIO
@@ -39,6 +37,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 from torch import Tensor
 
+from reiqa.atomic import atomic_path
 from reiqa.errors import ImageLoadError
 
 __all__ = [
@@ -47,13 +46,12 @@ __all__ = [
     "LOAD_ERROR_REASONS",
     "SUPPORTED_MODES",
     "UNSUPPORTED_SUFFIXES",
-    "LoadResult",
+    "Failure",
     "array_to_tensor",
     "check_images",
     "decode_image",
     "file_signature",
     "load_image",
-    "load_images",
     "save_image",
     "save_pil",
     "to_pil",
@@ -65,6 +63,27 @@ StrPath = str | os.PathLike[str]
 DEFAULT_MAX_PIXELS = 1 << 28
 """Largest width * height :func:`load_image` decodes by default (268,435,456 pixels, about 1 GiB
 as uint8 RGB and 3 GiB as float32)."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An image that could not be read, as data (batch jobs carry it where the image would be,
+    and it pickles across processes, which an exception with extra fields does not).
+
+    Attributes:
+        name: the file or upload, as it was named.
+        error: the message of the :class:`ImageLoadError`: the file, then the cause.
+        reason: its ``reason`` (see :data:`LOAD_ERROR_REASONS`).
+    """
+
+    name: str
+    error: str
+    reason: str = "unreadable"
+
+    @classmethod
+    def of(cls, name: object, exc: ImageLoadError) -> Failure:
+        return cls(str(name), str(exc), exc.reason)
+
 
 LOAD_ERROR_REASONS: frozenset[str] = frozenset(
     {
@@ -255,21 +274,6 @@ _COLOR_MODES = frozenset(
 SUPPORTED_MODES: frozenset[str] = frozenset(_GRAY_FULL_SCALE) | _COLOR_MODES
 """Pillow modes :func:`to_tensor` converts."""
 
-# What Pillow's decoders raise on malformed files (Image.open itself catches the last four).
-# AssertionError: Pillow asserts on some malformed files (a palette PNG without its PLTE chunk);
-# MemoryError: a header within the pixel limit that this machine cannot hold.
-_DECODE_ERRORS = (
-    OSError,
-    ValueError,
-    EOFError,
-    SyntaxError,
-    IndexError,
-    TypeError,
-    struct.error,
-    AssertionError,
-    MemoryError,
-)
-
 _PILLOW_LIMIT_LOCK = threading.Lock()
 # warnings.catch_warnings swaps process-wide state, so two threads using it at once can leave
 # warnings recorded (lost) for good; Python built with context-aware warnings does not need this.
@@ -436,7 +440,10 @@ def array_to_tensor(array: np.ndarray) -> tuple[Tensor, bool]:
         raise ValueError(f"the array needs 3 (RGB) channels, first or last, got shape {shape}")
     if array.dtype not in (np.uint8, np.float16, np.float32, np.float64):
         array = array.astype(np.float64)
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:  # np.asarray(PIL image): torch warns on read-only memory
+        array = array.copy()
+    tensor = torch.from_numpy(array)
     if last:
         tensor = tensor.movedim(-1, -3)
     return tensor, array.ndim == 3
@@ -593,7 +600,19 @@ def _too_many_pixels(path: Path, detail: str, max_pixels: int | None) -> ImageLo
     )
 
 
-def _decode_error(path: Path, exc: BaseException, max_pixels: int | None) -> ImageLoadError:
+def _decode_error(path: object, exc: Exception, max_pixels: int | None) -> ImageLoadError:
+    """The ImageLoadError for ``exc``, raised while ``path`` was opened, decoded or converted:
+    Pillow's limit lowered meanwhile becomes ``too-many-pixels``, a cut-short file ``truncated``,
+    anything else ``unreadable``, with the exception's type and text in the message.
+
+    Any Exception is the file's error, not only the ones Pillow's decoders are known to raise on
+    malformed files (OSError, ValueError, EOFError, SyntaxError, IndexError, TypeError,
+    struct.error, AssertionError): a decoder also raises NotImplementedError for a variant it does
+    not implement (a DDS texture with an unknown pixel format), and plugins (pillow-heif) raise
+    their own types; one such file must not stop a run over a folder. MemoryError counts too: a
+    header within the pixel limit that this machine cannot hold, whose allocation is freed once it
+    unwinds, so the next (smaller) file can still be read. KeyboardInterrupt, SystemExit and
+    GeneratorExit are not Exceptions and stop the run, as they should."""
     fallback = "not enough memory to decode it" if isinstance(exc, MemoryError) else "malformed data"
     text = str(exc) or fallback
     if isinstance(exc, Image.DecompressionBombError):  # Pillow's limit was lowered by someone else meanwhile
@@ -697,7 +716,7 @@ def _decode(
         raise ImageLoadError(
             path, "not-an-image", "not an image file, or in a format Pillow cannot read"
         ) from exc
-    except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:
+    except Exception as exc:  # any: see _decode_error
         raise _decode_error(path, exc, max_pixels) from exc
     with im:
         width, height = im.size
@@ -722,52 +741,8 @@ def _decode(
             return to_tensor(im, background=background)
         except ImageLoadError:
             raise
-        except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:
+        except Exception as exc:  # any: see _decode_error
             raise _decode_error(path, exc, max_pixels) from exc
-
-
-@dataclass
-class LoadResult:
-    """What :func:`load_images` read.
-
-    Attributes:
-        images: one (3, H, W) float32 tensor in [0, 1] per file that loaded, in input order.
-        paths: the files that loaded, in the same order as ``images``.
-        failures: one :class:`ImageLoadError` per file that did not load, in input order.
-    """
-
-    images: list[Tensor] = field(default_factory=list)
-    paths: list[Path] = field(default_factory=list)
-    failures: list[ImageLoadError] = field(default_factory=list)
-
-
-def load_images(
-    paths: Iterable[StrPath],
-    *,
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-) -> LoadResult:
-    """Load several files with :func:`load_image`, collecting the ones that fail instead of stopping.
-
-    Args:
-        paths: the files, in the order wanted.
-        background: as in :func:`load_image`.
-        max_pixels: as in :func:`load_image`.
-
-    Returns:
-        The images and paths of the files that loaded, and an ``ImageLoadError`` for each that did
-        not, each list in input order.
-    """
-    result = LoadResult()
-    for path in paths:
-        try:
-            image = load_image(path, background=background, max_pixels=max_pixels)
-        except ImageLoadError as exc:
-            result.failures.append(exc)
-        else:
-            result.images.append(image)
-            result.paths.append(Path(path))
-    return result
 
 
 def _save_format(path: StrPath) -> str:
@@ -814,17 +789,7 @@ def save_pil(image: Image.Image, path: StrPath, *, quality: int | None = None) -
     if fmt is None or fmt not in Image.SAVE:
         raise ValueError(f"{path}: Pillow cannot write images with suffix {path.suffix!r}")
     options = {"quality": quality} if quality is not None and fmt in ("JPEG", "WEBP") else {}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    # 0o666 less the umask, like an ordinary new file (mkstemp would make it 0o600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format=fmt, **options)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # open() makes a new file 0o666 less the umask, like any other (mkstemp would make it 0o600)
+    with atomic_path(path) as tmp, open(tmp, "xb") as f:
+        image.save(f, format=fmt, **options)
     return path

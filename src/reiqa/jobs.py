@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reiqa.bundle import ReIQA, ScoreRecord, load
 from reiqa.errors import ConfigError, OutputError
 from reiqa.features import FeatureModel, FeatureOptions, FeatureTable, extract
+from reiqa.inference import ReIQA, load
 from reiqa.inputs import expand_inputs, list_training_images
 from reiqa.io import DEFAULT_MAX_PIXELS
-from reiqa.outputs import Provenance, Repair, ScoreOutput, ScoreRow, output_format, refuse_to_replace
+from reiqa.outputs import Provenance, Repair, ScoreOutput, ScoreRecord, output_format, refuse_to_replace
 from reiqa.runtime import pick_device
 
 
@@ -36,9 +36,7 @@ class JobSummary:
 def scoring_provenance(model: ReIQA) -> Provenance:
     """What the scores of ``model`` depend on: an id over the encoders' weights, the feature
     options and the regressor, with the model's name and options for people."""
-    opts = model.card.features
-    options = {"max_side": opts.max_side, "min_side": opts.min_side, "compat": opts.compat}
-    return Provenance(model.model_id, model.name, options)
+    return Provenance(model.model_id, model.name, model.options.to_dict())
 
 
 def score_to_file(
@@ -78,10 +76,10 @@ def score_to_file(
     with ScoreOutput(output, scoring_provenance(model), overwrite=overwrite) as out:
         todo = out.todo(paths)
         new: list[ScoreRecord] = []
-        batch: list[ScoreRow] = []
+        batch: list[ScoreRecord] = []
         for record in scorer(todo):
             new.append(record)
-            batch.append(ScoreRow(record.path, record.score, record.error))
+            batch.append(record)
             if len(batch) >= batch_size:
                 out.write(batch)
                 batch = []
@@ -108,6 +106,14 @@ class ScoringRun:
     model_name: str
     higher_is_better: bool
     bad_inputs: list[str] = field(default_factory=list)
+    output: Path | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Whether an input named nothing or failed, or a file has no score (in the output: this
+        run's or an earlier one's)."""
+        files = self.summary.failed_in_output if self.output is not None else self.summary.failed
+        return bool(files or self.empty_inputs or self.bad_inputs)
 
 
 def score_inputs(
@@ -131,8 +137,9 @@ def score_inputs(
 ) -> ScoringRun:
     """``reiqa score``: expand the inputs (files, folders, globs, CSV lists), load the model
     ('default' or a folder) on ``device``, and score into ``output`` (resumable) or memory.
-    ``max_side`` overrides the model's size cap (0: full size). ``progress`` None shows a bar for
-    runs over 20 images. Before the model is loaded, ``on_empty`` is told of each input that
+    ``max_side`` overrides the model's size cap (0: full size); the output's provenance, and the
+    Ray actors with ``ray``, get the options the model really scores with. ``progress`` None
+    shows a bar for runs over 20 images. Before the model is loaded, ``on_empty`` is told of each input that
     names no image file and ``on_bad`` of each that does not exist or cannot be read (the
     message starts with the input); the other inputs are scored."""
     if output is not None:
@@ -144,29 +151,24 @@ def score_inputs(
         on_empty(item)
     for message in bad if on_bad is not None else ():
         on_bad(message)
-    from reiqa.backends import choose_backend
-
-    on = pick_device(device)
-    backend = choose_backend(backend, device=on, images=len(paths))
-    net = load(model, backend=backend, device=on)
+    net = load(model, backend=backend, device=device, images=len(paths))
     if max_side is not None:
-        net.max_side = max_side or None
+        net = net.with_options(max_side=max_side or None)
     scorer = None
     if ray is not None:
         from reiqa.cluster import score_rows_on_ray
 
         def scorer(todo: Sequence[Path]) -> Iterable[ScoreRecord]:
-            rows = score_rows_on_ray(
+            return score_rows_on_ray(
                 todo,
-                address=ray,
+                net,
                 model=str(model),
-                backend=backend,
-                device=device,
+                address=ray,
                 num_actors=ray_actors,
                 batch_size=batch_size,
+                device=device,
                 max_pixels=max_pixels,
             )
-            return (ScoreRecord(path, score, error) for path, score, error in rows)
 
     summary = score_to_file(
         net,
@@ -179,7 +181,7 @@ def score_inputs(
         overwrite=overwrite,
         scorer=scorer,
     )
-    return ScoringRun(summary, empty, net.name, net.higher_is_better, bad)
+    return ScoringRun(summary, empty, net.name, net.higher_is_better, bad, output)
 
 
 def extract_to_file(

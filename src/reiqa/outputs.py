@@ -51,7 +51,7 @@ __all__ = [
     "Provenance",
     "Repair",
     "ScoreOutput",
-    "ScoreRow",
+    "ScoreRecord",
     "output_format",
     "refuse_to_replace",
 ]
@@ -63,8 +63,11 @@ _ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 
 
 @dataclass(frozen=True)
-class ScoreRow:
-    """One row of an output: the path as it was named, its score, or the reason it has none."""
+class ScoreRecord:
+    """The score of one image, or the reason it has none: what every scoring path gives
+    (``ReIQA.score_files``, the service, the Ray actors) and one row of an output. ``path`` is
+    the file as it was named (or the upload's name); ``score`` is finite or None, and then
+    ``error`` says why."""
 
     path: str
     score: float | None
@@ -108,23 +111,23 @@ def _write_atomic(path: Path, text: str) -> None:
     write_text_atomic(path, text, errors="surrogateescape")
 
 
-def _row(path: object, score: object, error: object) -> ScoreRow | None:
+def _row(path: object, score: object, error: object) -> ScoreRecord | None:
     """A row read back from a file, or None when it is not one of ours (a torn or glued row, a
     block of zeros left by a power loss)."""
     if not isinstance(path, str) or not path or "\x00" in path:
         return None
     if score in (None, "") and isinstance(error, str) and error:
-        return ScoreRow(path, None, error)
+        return ScoreRecord(path, None, error)
     try:
         value = float(score)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
     if not math.isfinite(value) or error not in (None, ""):
         return None
-    return ScoreRow(path, value, None)
+    return ScoreRecord(path, value, None)
 
 
-def _csv_rows(text: str) -> tuple[list[ScoreRow], int]:
+def _csv_rows(text: str) -> tuple[list[ScoreRecord], int]:
     """(rows, dropped) of a CSV output's complete text."""
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
@@ -140,7 +143,7 @@ def _csv_rows(text: str) -> tuple[list[ScoreRow], int]:
     return rows, dropped
 
 
-def _jsonl_rows(text: str) -> tuple[list[ScoreRow], int]:
+def _jsonl_rows(text: str) -> tuple[list[ScoreRecord], int]:
     rows, dropped = [], 0
     for line in text.splitlines():
         if not line.strip():
@@ -157,7 +160,7 @@ def _jsonl_rows(text: str) -> tuple[list[ScoreRow], int]:
     return rows, dropped
 
 
-def _format_rows(kind: str, rows: Iterable[ScoreRow], *, header: bool) -> str:
+def _format_rows(kind: str, rows: Iterable[ScoreRecord], *, header: bool) -> str:
     out = io.StringIO(newline="")
     if kind == "csv":
         writer = csv.writer(out, lineterminator="\n")
@@ -211,9 +214,9 @@ class ScoreOutput:
         self.overwrite = overwrite
         self.record = _hidden(self.path, ".reiqa.json")
         self.log = _hidden(self.path, ".partial.jsonl") if self.kind == "json" else self.path
-        self.done: dict[str, ScoreRow] = {}  # scored rows by resolved path
-        self.failed: dict[str, ScoreRow] = {}  # failed rows by resolved path, until retried
-        self.rows: list[ScoreRow] = []  # every row of the output, in file order (kept and new)
+        self.done: dict[str, ScoreRecord] = {}  # scored rows by resolved path
+        self.failed: dict[str, ScoreRecord] = {}  # failed rows by resolved path, until retried
+        self.rows: list[ScoreRecord] = []  # every row of the output, in file order (kept and new)
         self.repair = Repair()
         self._superseded: set[str] = set()  # failed rows a new row replaces
         self._lock_fd: int | None = None
@@ -326,7 +329,7 @@ class ScoreOutput:
                     "give another --output"
                 ) from exc
             self.repair.torn += dropped
-        kept: dict[str, ScoreRow] = {}
+        kept: dict[str, ScoreRecord] = {}
         for row in rows:
             key = self._resolve(self._base, row.path)
             if key in kept:
@@ -341,7 +344,7 @@ class ScoreOutput:
             header = self.kind == "csv"
             _write_atomic(self.log, _format_rows("csv" if header else "jsonl", self.rows, header=header))
 
-    def _read_json(self, path: Path) -> list[ScoreRow]:
+    def _read_json(self, path: Path) -> list[ScoreRecord]:
         try:
             items = json.loads(path.read_text(**_ENCODING))
         except (OSError, json.JSONDecodeError) as exc:
@@ -389,7 +392,7 @@ class ScoreOutput:
         self._file.flush()
         os.fsync(self._file.fileno())
 
-    def write(self, rows: Iterable[ScoreRow]) -> None:
+    def write(self, rows: Iterable[ScoreRecord]) -> None:
         """Append rows (flushed to disk). A relative path is written as given when this run
         started in the output's base folder, else made absolute, so it resolves the same later.
         A row for a file that failed before replaces that row (in the file when the run ends)."""
@@ -397,7 +400,7 @@ class ScoreOutput:
         fixed = []
         for r in rows:
             if cwd != self._base and not os.path.isabs(r.path):
-                r = ScoreRow(os.path.abspath(r.path), r.score, r.error)
+                r = ScoreRecord(os.path.abspath(r.path), r.score, r.error)
             key = self._resolve(self._base, r.path)
             if key in self.failed:
                 self._superseded.add(key)

@@ -2,15 +2,16 @@
 
 Each figure is a ``matplotlib.figure.Figure`` with its own Agg canvas, so drawing one never
 switches the backend of a user's session (a notebook keeps its inline backend) and holds no
-global pyplot state. Files are written atomically."""
+global pyplot state. Files are written atomically (``reiqa.atomic``)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from reiqa.atomic import atomic_path
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -22,11 +23,9 @@ def new_figure(width: float, height: float) -> Figure:
 
 def save_figure(figure: Figure, path: str | Path, *, dpi: int = 110) -> Path:
     """Lay out and write ``figure`` in the format of the file's suffix (PNG, PDF, SVG, ...),
-    through a temporary file that is then renamed."""
+    atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    figure.savefig(tmp, dpi=dpi)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # the temporary name has no suffix: the format is given
+        figure.savefig(tmp, dpi=dpi, format=path.suffix[1:].lower() or None)
     return path

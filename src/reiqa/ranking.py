@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,9 +17,11 @@ import torch
 from torch import Tensor
 
 from reiqa import distortions
+from reiqa.atomic import atomic_path
 from reiqa.distortions import CATALOG, NUM_LEVELS
 from reiqa.features import FeatureModel, encode
 from reiqa.io import load_image
+from reiqa.resize import center_crop
 
 #: Types whose every level degrades a photo, stronger with the level (the catalogue's monotone
 #: types, less those that change tone, saturation or sharpness, which people may prefer).
@@ -30,12 +31,6 @@ DEGRADING: tuple[str, ...] = tuple(
     if spec.monotone
     and spec.name not in ("brighten", "darken", "hsv_saturation", "lab_saturation", "sharpen")
 )
-
-
-def _center_crop(image: Tensor, side: int) -> Tensor:
-    h, w = image.shape[-2:]
-    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
-    return image[..., top : top + side, left : left + side]
 
 
 def degradation_pairs(
@@ -54,7 +49,7 @@ def degradation_pairs(
     specs = [distortions.get(t) for t in types]
     diffs = []
     for image in images:
-        x = _center_crop(image, crop) if crop else image
+        x = center_crop(image, crop) if crop else image
         batch = x.unsqueeze(0).expand(NUM_LEVELS, -1, -1, -1)
         versions = [x.unsqueeze(0)]
         for spec in specs:
@@ -97,8 +92,7 @@ def degradation_pairs_of_files(
         model, images, types=types, crop=crop, generator=torch.Generator().manual_seed(seed)
     )
     if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.stem}.tmp.npy")
-        np.save(tmp, pairs)
-        os.replace(tmp, target)
+        # an open file: np.save given a path would add '.npy' to the temporary name
+        with atomic_path(target) as tmp, open(tmp, "xb") as f:
+            np.save(f, pairs)
     return pairs

@@ -3,26 +3,126 @@
 The regularisation strength is chosen on a validation set, or by k-fold cross-validation on the
 training set when none is given, maximising SRCC (ARNIQA's protocol; the paper tunes per
 database). Saved without pickle: ``regressor.json`` (hyper-parameters, score direction and
-range) + ``regressor.safetensors`` (scaler and coefficients).
+range) + ``regressor.safetensors`` (scaler and coefficients). The records of a fit are typed:
+``QualityRegressor.selection_`` is a :class:`Selection` (how the strength and the pair weight were
+chosen), ``QualityRegressor.info`` a :class:`FitInfo` (what it was fitted on); keys of a file
+beyond their fields are kept in their ``extra`` and written back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
-from reiqa.errors import RegressorError
+from reiqa import schema
+from reiqa.atomic import atomic_path, write_json_atomic
+from reiqa.errors import ConfigError, RegressorError
 
 # 0.2-decade steps from 1e-3 to 1e5: ARNIQA's range (1e-3..1e3) is too narrow for thousands of
 # standardised features on a few hundred images (the strength settles near 1e3 or above).
 DEFAULT_ALPHAS = tuple(float(a) for a in np.geomspace(1e-3, 1e5, 41))
 DEFAULT_L1_RATIOS = (0.1, 0.5, 0.9)
 DEFAULT_PAIR_WEIGHTS = (0.0, 0.01, 0.1, 1.0, 10.0)
+FORMAT = "reiqa-regressor-1"
+
+
+@dataclass(frozen=True)
+class PairSelection:
+    """How the weight of the ranking term was chosen (``fit(..., pairs=...)``).
+
+    Attributes:
+        by: the protocol, e.g. '5-fold cross-validation over rows and pairs'.
+        n_pairs: how many pairs the fit had.
+        margin_std: the margin, in standard deviations of the training scores.
+        weight: the chosen weight.
+        at_grid_edge: the largest candidate weight won (a larger one might do better).
+        grid: per candidate weight (as a string): {'srcc', 'pairs_ordered'} held out.
+        extra: other keys of the file, kept and written back.
+    """
+
+    by: str
+    n_pairs: int
+    margin_std: float
+    weight: float
+    at_grid_edge: bool = False
+    grid: dict[str, dict[str, float]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How the regularisation strength was chosen.
+
+    Attributes:
+        by: the protocol: 'validation set' or 'k-fold cross-validation'.
+        srcc: the SRCC of the chosen strength under that protocol.
+        alpha, l1_ratio: the chosen strength (and L1 ratio, elastic net only).
+        at_grid_edge: the chosen strength is an end of the grid (a wider grid might do better).
+        pairs: how the ranking term's weight was chosen, when the fit had pairs.
+        extra: other keys of the file (``fit_databases`` writes 'scale'), kept and written back.
+    """
+
+    by: str
+    srcc: float
+    alpha: float | None
+    l1_ratio: float | None = None
+    at_grid_edge: bool = False
+    pairs: PairSelection | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object ``regressor.json`` holds (no 'pairs' when there were none)."""
+        out = schema.to_dict(self)
+        if self.pairs is None:
+            del out["pairs"]
+        return out
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A file a regressor was fitted from: its name (never its folder) and SHA-256."""
+
+    file: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class FitInfo:
+    """What a regressor was fitted on (``reiqa fit`` fills every field).
+
+    Attributes:
+        model_id: the feature ``model_id`` (encoder weights and feature options).
+        blocks: [(block name, width)] of the features, in order.
+        features, scores: the feature and score files; a plain string is the path an older
+            version recorded (read and written back as it is).
+        n: how many images.
+        higher_is_better: the direction of the predicted scores.
+        score_range: (lowest, highest) training score.
+        source_direction_flipped: the source scores were lower-is-better and were negated.
+        extra: other keys of the file (the default model's 'databases', 'pairs', 'scale'), kept
+            and written back.
+    """
+
+    model_id: str | None = None
+    blocks: tuple[tuple[str, int], ...] | None = None
+    features: FileRef | str | None = None
+    scores: FileRef | str | None = None
+    n: int | None = None
+    higher_is_better: bool = True
+    score_range: tuple[float, float] | None = None
+    source_direction_flipped: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object ``regressor.json`` holds (fields that are None left out)."""
+        return schema.to_dict(self, omit_none=True)
 
 
 def srcc(a: np.ndarray, b: np.ndarray) -> float:
@@ -93,8 +193,8 @@ class QualityRegressor:
     coef_: np.ndarray | None = None
     intercept_: float | None = None
     pair_weight_: float = 0.0
-    selection_: dict = field(default_factory=dict)
-    info: dict = field(default_factory=dict)
+    selection_: Selection | None = None
+    info: FitInfo = field(default_factory=FitInfo)
 
     def __post_init__(self) -> None:
         if self.method not in ("ridge", "elasticnet"):
@@ -187,21 +287,22 @@ class QualityRegressor:
         best = int(np.argmax(scores))
         self.alpha_, self.l1_ratio_ = grid[best]
         self.mean_, self.scale_ = mean, scale
-        self.selection_ = {
-            "by": how,
-            "srcc": float(scores[best]),
-            "alpha": self.alpha_,
-            "l1_ratio": self.l1_ratio_,
+        self.selection_ = Selection(
+            by=how,
+            srcc=float(scores[best]),
+            alpha=self.alpha_,
+            l1_ratio=self.l1_ratio_,
             # the best strength is the grid's end: a wider grid might do better
-            "at_grid_edge": self.alpha_ in (min(self.alphas), max(self.alphas)),
-        }
+            at_grid_edge=self.alpha_ in (min(self.alphas), max(self.alphas)),
+        )
         if dz is None:
             final = self._model(self.alpha_, self.l1_ratio_).fit(z, y)
             self.coef_, self.intercept_ = np.asarray(final.coef_, dtype=np.float64), float(final.intercept_)
             self.pair_weight_ = 0.0
             return self
         margin = self.margin * float(y.std())
-        self.pair_weight_, self.selection_["pairs"] = self._choose_pair_weight(z, y, dz, margin)
+        self.pair_weight_, pairs_selection = self._choose_pair_weight(z, y, dz, margin)
+        self.selection_ = dataclasses.replace(self.selection_, pairs=pairs_selection)
         self.coef_, self.intercept_ = ranked_ridge(
             z, y, dz, alpha=self.alpha_, weight=self.pair_weight_, margin=margin
         )
@@ -221,7 +322,7 @@ class QualityRegressor:
 
     def _choose_pair_weight(
         self, z: np.ndarray, y: np.ndarray, dz: np.ndarray, margin: float
-    ) -> tuple[float, dict]:
+    ) -> tuple[float, PairSelection]:
         """The pair weight with the best held-out SRCC + share of held-out pairs ordered right."""
         folds = min(self.folds, len(y), len(dz))
         if folds < 2:
@@ -241,15 +342,15 @@ class QualityRegressor:
                 orders.append(float(np.mean(dz[pte] @ coef > 0)))
             table[weight] = {"srcc": float(np.mean(srccs)), "pairs_ordered": float(np.mean(orders))}
         best = max(table, key=lambda w: table[w]["srcc"] + table[w]["pairs_ordered"])
-        info = {
-            "by": f"{folds}-fold cross-validation over rows and pairs",
-            "n_pairs": len(dz),
-            "margin_std": self.margin,
-            "weight": best,
-            "at_grid_edge": len(table) > 1 and best == max(table),
-            "grid": {str(w): v for w, v in table.items()},
-        }
-        return best, info
+        chosen = PairSelection(
+            by=f"{folds}-fold cross-validation over rows and pairs",
+            n_pairs=len(dz),
+            margin_std=self.margin,
+            weight=best,
+            at_grid_edge=len(table) > 1 and best == max(table),
+            grid={str(w): v for w, v in table.items()},
+        )
+        return best, chosen
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if self.coef_ is None:
@@ -272,25 +373,27 @@ class QualityRegressor:
         values = (self.mean_, self.scale_, self.coef_, [self.intercept_])
         if not all(np.isfinite(np.asarray(v, dtype=np.float64)).all() for v in values):
             raise RegressorError("nothing to save: the fitted coefficients contain NaN or infinity")
+        if not isinstance(self.info, FitInfo) or not isinstance(self.selection_, Selection | None):
+            raise RegressorError(
+                "nothing to save: info must be a FitInfo and selection_ a Selection or None, got "
+                f"{type(self.info).__name__} and {type(self.selection_).__name__}"
+            )
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / ".regressor.safetensors.tmp"
-        save_file({"mean": self.mean_, "scale": self.scale_, "coef": self.coef_}, str(tmp))
-        tmp.replace(directory / "regressor.safetensors")
         meta = {
-            "format": "reiqa-regressor-1",
+            "format": FORMAT,
             "method": self.method,
             "alpha": self.alpha_,
             "l1_ratio": self.l1_ratio_,
             "intercept": self.intercept_,
             "pair_weight": self.pair_weight_,
             "margin": self.margin,
-            "selection": self.selection_,
-            "info": self.info,
+            "selection": self.selection_.to_dict() if self.selection_ is not None else {},
+            "info": self.info.to_dict(),
         }
-        tmp = directory / ".regressor.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        tmp.replace(directory / "regressor.json")
+        _described(meta, directory / "regressor.json")  # what is written must read back
+        with atomic_path(directory / "regressor.safetensors") as tmp:
+            save_file({"mean": self.mean_, "scale": self.scale_, "coef": self.coef_}, str(tmp))
+        write_json_atomic(directory / "regressor.json", meta)
         return directory
 
     @classmethod
@@ -303,62 +406,57 @@ class QualityRegressor:
             raise FileNotFoundError(f"{directory}: needs regressor.json and regressor.safetensors")
         meta = _read_meta(meta_path)
         mean, scale, coef = _read_arrays(weights_path)
-        reg = cls(method=meta["method"])
-        reg.alpha_, reg.l1_ratio_, reg.intercept_ = meta["alpha"], meta["l1_ratio"], meta["intercept"]
+        reg = cls(method=meta.method, margin=meta.margin)
+        reg.alpha_, reg.l1_ratio_, reg.intercept_ = meta.alpha, meta.l1_ratio, meta.intercept
         reg.mean_, reg.scale_, reg.coef_ = mean, scale, coef
-        reg.selection_, reg.info = meta["selection"], meta["info"]
-        reg.pair_weight_, reg.margin = meta["pair_weight"], meta["margin"]
+        reg.selection_, reg.info = meta.selection, meta.info
+        reg.pair_weight_ = meta.pair_weight
         return reg
 
 
-_MISSING = object()
+@dataclass(frozen=True)
+class _Described:
+    """The fields of a ``regressor.json`` (keys of other versions land in ``extra``, ignored)."""
+
+    format: str
+    method: Literal["ridge", "elasticnet"]
+    alpha: float | None
+    intercept: float
+    l1_ratio: float | None = None
+    pair_weight: float = 0.0
+    margin: float = 0.05
+    selection: Selection | None = None
+    info: FitInfo = field(default_factory=FitInfo)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "l1_ratio", "pair_weight", "margin"):
+            value, nullable = getattr(self, name), name in ("alpha", "l1_ratio")
+            if value is not None and value < 0:
+                wanted = "a finite number >= 0" + " or null" * nullable
+                raise RegressorError(f"{name} must be {wanted}, got {value!r}")
 
 
-def _meta_number(
-    meta: dict,
-    key: str,
-    path: Path,
-    *,
-    default: object = _MISSING,
-    nullable: bool = False,
-    low: float = -np.inf,
-) -> float | None:
-    """``meta[key]`` as a finite float >= ``low`` (or None when ``nullable``)."""
-    value = meta.get(key, default)
-    if value is _MISSING:
-        raise RegressorError(f"{path}: {key} is missing")
-    if value is None and nullable:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) or value < low:
-        wanted = "a finite number" + (f" >= {low:g}" if np.isfinite(low) else "") + (" or null" * nullable)
-        raise RegressorError(f"{path}: {key} must be {wanted}, got {value!r}")
-    return float(value)
+def _described(meta: object, path: Path) -> _Described:
+    """The checked fields of a ``regressor.json``'s object; RegressorError naming ``path`` and the
+    field."""
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise RegressorError(f"{path}: not a reiqa regressor (format {FORMAT!r} expected)")
+    if meta.get("selection") == {}:  # not fitted by ``fit`` (coefficients set by hand)
+        meta = {**meta, "selection": None}
+    try:
+        return schema.from_dict(_Described, meta, error=RegressorError)
+    except (RegressorError, ConfigError) as exc:
+        raise RegressorError(f"{path}: {exc}") from exc
 
 
-def _read_meta(path: Path) -> dict:
+def _read_meta(path: Path) -> _Described:
     """The checked fields of a ``regressor.json``."""
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RegressorError(f"{path}: cannot read the regressor description ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != "reiqa-regressor-1":
-        raise RegressorError(f"{path}: not a reiqa regressor (format 'reiqa-regressor-1' expected)")
-    if meta.get("method") not in ("ridge", "elasticnet"):
-        raise RegressorError(f"{path}: method must be 'ridge' or 'elasticnet', got {meta.get('method')!r}")
-    checked = {
-        "method": meta["method"],
-        "alpha": _meta_number(meta, "alpha", path, nullable=True, low=0.0),
-        "l1_ratio": _meta_number(meta, "l1_ratio", path, default=None, nullable=True, low=0.0),
-        "intercept": _meta_number(meta, "intercept", path),
-        "pair_weight": _meta_number(meta, "pair_weight", path, default=0.0, low=0.0),
-        "margin": _meta_number(meta, "margin", path, default=0.05, low=0.0),
-    }
-    for key in ("selection", "info"):
-        value = meta.get(key, {})
-        if not isinstance(value, dict):
-            raise RegressorError(f"{path}: {key} must be an object, got {type(value).__name__}")
-        checked[key] = value
-    return checked
+    return _described(meta, path)
 
 
 def _read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -414,5 +512,6 @@ def fit_databases(
     mean, std = float(ys[0].mean()), float(ys[0].std())
     reg.coef_ = reg.coef_ * std
     reg.intercept_ = reg.intercept_ * std + mean
-    reg.selection_["scale"] = {"standardised_per_database": [len(y) for y in ys], "mean": mean, "std": std}
+    scale = {"standardised_per_database": [len(y) for y in ys], "mean": mean, "std": std}
+    reg.selection_ = dataclasses.replace(reg.selection_, extra={**reg.selection_.extra, "scale": scale})
     return reg

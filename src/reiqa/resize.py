@@ -6,7 +6,8 @@ of whole images outside the distortion catalogue goes through :func:`resize`: th
 features and training views, the size caps of scoring and training sources, the upscale of training
 crops that are too small. (The resizing distortion types are part of the catalogue.)
 :func:`half_scale_unfiltered` is the official training pipeline's half scale, kept only for
-``compat=True`` views (docs/method.md §1.7).
+``compat=True`` views (docs/method.md §1.7). :func:`center_crop` cuts the centre window of
+contact sheets and of the ranking pairs' photos.
 
 All functions take (3, H, W) or (N, 3, H, W) float images in [0, 1] and return the same layout.
 """
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["cap_size", "half_scale", "half_scale_unfiltered", "resize", "upscale_to_min_side"]
+__all__ = ["cap_size", "center_crop", "half_scale", "half_scale_unfiltered", "resize", "upscale_to_min_side"]
 
 
 def resize(images: Tensor, size: tuple[int, int]) -> Tensor:
@@ -68,3 +69,20 @@ def upscale_to_min_side(images: Tensor, side: int) -> Tensor:
         return images
     scale = side / min(h, w)
     return resize(images, (max(side, round(h * scale)), max(side, round(w * scale))))
+
+
+def center_crop(images: Tensor, side: int) -> Tensor:
+    """The centre ``side`` x ``side`` window of (…, H, W) images (any leading dims), a view.
+
+    A side shorter than ``side`` is kept whole, so the result is min(H, side) x min(W, side).
+    When the margin is odd, the extra row (column) is left below (right of) the window: the
+    window starts at (H - side) // 2. Nothing is resized.
+
+    Raises:
+        ValueError: ``side`` < 1.
+    """
+    if side < 1:
+        raise ValueError(f"center_crop: side must be at least 1, got {side}")
+    h, w = images.shape[-2:]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return images[..., top : top + side, left : left + side]

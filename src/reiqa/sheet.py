@@ -12,6 +12,7 @@ from torch import Tensor
 from reiqa import distortions
 from reiqa.distortions import CATALOG, NUM_LEVELS
 from reiqa.io import DEFAULT_MAX_PIXELS, load_image, save_image, save_pil, to_pil
+from reiqa.resize import center_crop
 from reiqa.runtime import pick_device
 
 LABEL_WIDTH = 230
@@ -24,13 +25,6 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
         return ImageFont.load_default()
-
-
-def _center_crop(images: Tensor, tile: int) -> Tensor:
-    h, w = images.shape[-2:]
-    th, tw = min(tile, h), min(tile, w)
-    top, left = (h - th) // 2, (w - tw) // 2
-    return images[..., top : top + th, left : left + tw]
 
 
 def distortion_sheet(
@@ -54,7 +48,7 @@ def distortion_sheet(
         generator: for the random types; a fixed seed gives the same sheet.
     """
     types = list(CATALOG) if types is None else types
-    original = _center_crop(image, tile)
+    original = center_crop(image, tile)
     th, tw = original.shape[-2:]
     cols = NUM_LEVELS + 1
     width = LABEL_WIDTH + cols * (tw + GAP)
@@ -74,7 +68,7 @@ def distortion_sheet(
         versions = distortions.apply(
             batch, type_id, torch.arange(NUM_LEVELS), generator=generator, compat=compat
         )
-        row = [original, *_center_crop(versions, tile).unbind(0)]
+        row = [original, *center_crop(versions, tile).unbind(0)]
         for c, tile_image in enumerate(row):
             x = LABEL_WIDTH + c * (tw + GAP)
             sheet.paste(to_pil(tile_image), (x, y))

@@ -16,9 +16,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import reiqa
-from reiqa.bundle import assemble
 from reiqa.cli import app
 from reiqa.errors import ModelError
+from reiqa.inference import assemble
 from reiqa.models.backbones import build_backbone
 from reiqa.regress import QualityRegressor
 from tests.conftest import save_tiny_bundle, textured_images
@@ -230,7 +230,7 @@ def test_bundle_from_encoder_files_and_a_fitted_regressor(tmp_path, awkward_fold
     )
     assert fitted.exit_code == 0, fitted.output
     info = json.loads((tmp_path / "reg" / "regressor.json").read_text())["info"]
-    from reiqa.inputs import file_sha256
+    from reiqa.digest import file_sha256
 
     assert info["scores"] == {"file": "scores.csv", "sha256": file_sha256(scores)}  # no folders
     assert info["features"] == {"file": feats.name, "sha256": file_sha256(feats)}
@@ -296,7 +296,7 @@ def test_bundle_keeps_each_encoders_input_normalisation(tmp_path) -> None:
         ),
         ({"quality": {"arch": "resnet18", "input_norm": "none", "file": "../x.safetensors"}}, "quality.file"),
         ({"quality": None}, "needs a quality and/or a content encoder"),
-        ({"name": 7}, "name must be a string"),
+        ({"name": 7}, "name must be str"),
         ({"score": {"range": [0, 1], "units": "MOS"}}, "score: unknown field"),
     ],
 )
@@ -316,14 +316,18 @@ def test_a_bad_model_card_field_is_an_error_naming_the_file_and_field(
 
 
 def test_the_model_card_round_trips_through_json(model_dir) -> None:
-    from reiqa.bundle import ModelCard
+    from reiqa.inference import ModelCard
 
     model = reiqa.load(model_dir)
     card = model.card
     assert ModelCard.from_dict(json.loads(json.dumps(card.to_dict()))) == card
     assert card.score.range == (0.0, 100.0) and card.quality.arch == "resnet18" and card.content is None
-    model.max_side = 32
-    assert model.card.features.max_side == 32 and card.features.max_side is None  # cards are frozen
+    smaller = model.with_options(max_side=32)
+    assert smaller.card.features.max_side == 32 and smaller.max_side == 32
+    assert model.max_side is None and card.features.max_side is None  # the model and its card are unchanged
+    assert smaller.model_id != model.model_id and smaller.features is model.features
+    with pytest.raises(AttributeError):
+        model.max_side = 32  # a model cannot change once built
     # keys of the user's own are kept
     mine = ModelCard.from_dict({**card.to_dict(), "licence": "CC-BY-4.0"})
     assert mine.extra == {"licence": "CC-BY-4.0"} and mine.to_dict()["licence"] == "CC-BY-4.0"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -43,24 +46,78 @@ def test_every_kind_of_input_gets_the_score_of_its_file(model, photo, tmp_path) 
     for batch in (u8[None].repeat(2, 1, 1, 1), photo[None].repeat(2, axis=0), photo.transpose(2, 0, 1)[None]):
         scores = model.score(batch)
         assert isinstance(scores, np.ndarray) and scores == pytest.approx([from_file] * len(batch), abs=1e-4)
-    assert model.score_tensor(u8) == pytest.approx([from_file], abs=1e-4)
     assert model.score([path, tmp_path / "missing.png"])[0] == same
 
 
-def test_score_images_of_mixed_sizes_equal_score_files(model, tmp_path) -> None:
-    """The service's path (decoded images of any sizes, batched by size) gives the CLI's scores."""
-    from reiqa.io import load_image, save_image
+def test_prepared_images_of_mixed_sizes_score_as_their_files(model, tmp_path) -> None:
+    """The service's and the Ray actors' path (prepare, then score_batch over images of any sizes)
+    gives the CLI's scores, and carries a failure through in its place."""
+    from reiqa.io import Failure, load_image, save_image
 
     images = textured_images(3, 64, 96, seed=5)
     paths = []
     for i, image in enumerate([images[0], images[1][:, :48, :80], images[2]]):
         paths.append(save_image(image, tmp_path / f"{i}.png"))
     expected = [r.score for r in model.score_files(paths)]
-    got = model.score_images([load_image(p) for p in paths])
-    assert got == pytest.approx(expected, abs=1e-4)
-    assert model.score_images([]).shape == (0,)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    sources = [load_image(paths[0]), paths[1].read_bytes(), broken.read_bytes(), str(paths[2])]
+    names = ["a.png", "b.png", "broken.jpg", str(paths[2])]
+    items = [model.prepare(src, name=name) for src, name in zip(sources, names, strict=True)]
+    assert isinstance(items[2], Failure) and items[2].name == "broken.jpg"
+    records = model.score_batch(names, items)
+    assert [r.path for r in records] == names
+    assert [records[i].score for i in (0, 1, 3)] == pytest.approx(expected, abs=1e-4)
+    assert records[2].score is None and records[2].error.startswith("broken.jpg: ")
+    assert model.score_batch([], []) == []
     with pytest.raises(ValueError, match="image 1"):
-        model.score_images([load_image(paths[0]), torch.zeros(1, 8, 8)])
+        model.prepare(torch.zeros(1, 8, 8), name="image 1")
+
+
+def test_a_non_finite_score_is_a_failure_on_every_path(tmp_path) -> None:
+    """One rule: a score is finite. One image raises, an array holds NaN, a file's record (CLI,
+    service, Ray) carries the error."""
+    from reiqa.errors import ModelError
+    from reiqa.inference import ReIQA
+    from reiqa.io import save_image
+
+    good = reiqa.load()
+    regressor = copy.deepcopy(good.regressor)
+    regressor.coef_ = regressor.coef_.copy()
+    regressor.coef_[0] = np.inf  # every score becomes +-inf or NaN
+    broken = ReIQA(good.features, regressor, good.card)
+    image = textured_images(1, 32, 32, seed=1)[0]
+    with pytest.raises(ModelError, match="non-finite score"):
+        broken.score(image)
+    assert np.isnan(broken.score(image[None].repeat(2, 1, 1, 1))).all()
+    path = save_image(image, tmp_path / "one.png")
+    (record,) = broken.score_files([path])
+    assert record.score is None
+    assert re.fullmatch(
+        rf"{re.escape(str(path))}: the model gave a non-finite score \((-?inf|nan)\)", record.error
+    )
+    (served,) = broken.score_batch(["upload.png"], [broken.prepare(path.read_bytes(), name="upload.png")])
+    assert served.score is None and served.error.startswith("upload.png: the model gave a non-finite score")
+
+
+def test_a_model_cannot_change_once_built(model) -> None:
+    smaller = model.with_options(max_side=96)
+    assert (smaller.max_side, model.max_side) == (96, 1024)
+    assert smaller.model_id != model.model_id and model.with_options(max_side=1024) is model
+    for name in ("max_side", "card", "features", "regressor", "options"):
+        with pytest.raises(AttributeError):
+            setattr(model, name, None)
+    with pytest.raises(TypeError, match="max_side and min_side"):
+        model.with_options(compat=True)
+    assert model.to("cpu") is model
+    assert model.features.engine.name == "torch"
+
+
+def test_load_resolves_device_auto() -> None:
+    model = reiqa.load(device="auto")
+    assert model.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(reiqa.ReiqaError, match="unknown device 'gpu'"):
+        reiqa.load(device="gpu")
 
 
 def test_model_id_follows_the_regressor(model) -> None:
@@ -142,9 +199,9 @@ def test_bad_images_are_refused_with_what_was_expected(model, make, match) -> No
     bad = make(textured_images(1, 16, 16)[0])
     with pytest.raises(ValueError, match=match):
         model.score(bad)
-    if isinstance(bad, torch.Tensor):  # the public tensor entry point checks the same
+    if isinstance(bad, torch.Tensor) and bad.ndim == 3:  # the pipeline's own entry checks the same
         with pytest.raises(ValueError, match=match):
-            model.score_tensor(bad)
+            model.prepare(bad)
 
 
 @pytest.mark.parametrize(
@@ -163,5 +220,6 @@ def test_bad_images_are_refused_with_what_was_expected(model, make, match) -> No
 def test_other_types_are_refused_with_what_is_accepted(model, value, match) -> None:
     with pytest.raises(TypeError, match=match):
         model.score(value)
-    with pytest.raises(TypeError, match="expected a torch tensor"):
-        model.score_tensor(np.zeros((3, 8, 8), np.float32))
+    if not isinstance(value, bytes | list):
+        with pytest.raises(TypeError, match="cannot prepare"):
+            model.prepare(value)

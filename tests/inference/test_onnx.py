@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from reiqa.backends import BackendError, cache_dir, export_onnx, exported_graphs
-from reiqa.bundle import ScoreSpec, assemble, load
+from reiqa.engines import ENGINES, EngineError
+from reiqa.inference import ScoreSpec, assemble, load
+from reiqa.inference.onnx import cache_dir, export_onnx, exported_graphs
 from reiqa.io import save_image
 from reiqa.models.backbones import build_backbone
 from reiqa.regress import QualityRegressor
@@ -61,7 +62,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory, model_dir: Path):
     old = os.environ.get("REIQA_CACHE")
     os.environ["REIQA_CACHE"] = str(folder)
     try:
-        exported_graphs(load(model_dir).features, quiet=True)
+        exported_graphs(load(model_dir).features)
         yield folder
     finally:
         if old is None:
@@ -102,21 +103,24 @@ def test_backend_features_and_scores_equal_torch(cache, model_dir: Path, images,
         torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-3)
     batch = textured_images(3, 40, 56, seed=9)  # a batch of 3: the batch size is dynamic too
     torch.testing.assert_close(other.features(batch), torch_model.features(batch), atol=1e-3, rtol=1e-3)
-    np.testing.assert_allclose(other.score_images(images), torch_model.score_images(images), atol=1e-3)
+    names = [f"image {i}" for i in range(len(images))]
+    got = other.score_batch(names, [other.prepare(im) for im in images])
+    expected = torch_model.score_batch(names, [torch_model.prepare(im) for im in images])
+    np.testing.assert_allclose([r.score for r in got], [r.score for r in expected], atol=1e-3)
 
 
 def test_backend_errors(cache, model_dir: Path, tmp_path: Path) -> None:
     model = load(model_dir)
-    with pytest.raises(BackendError, match="unknown backend 'tensorrt'"):
+    with pytest.raises(EngineError, match="unknown backend 'tensorrt'"):
         model.with_backend("tensorrt")
     other = model.with_backend("onnxruntime")
     with pytest.raises(ValueError, match="runs on the CPU"):
         other.to("cuda")
     with pytest.raises(ValueError, match="no torch weights"):
         other.save(tmp_path / "copy")
-    with pytest.raises(BackendError, match="already run on another backend"):
+    with pytest.raises(EngineError, match="already run on another backend"):
         export_onnx(other.features, tmp_path / "g")
-    with pytest.raises(BackendError, match="not found"):
+    with pytest.raises(EngineError, match="not found"):
         model.with_backend("onnxruntime", onnx_dir=tmp_path / "nothing")
     stale = tmp_path / "stale"
     stale.mkdir()
@@ -125,11 +129,9 @@ def test_backend_errors(cache, model_dir: Path, tmp_path: Path) -> None:
         (stale / f.name).write_bytes(f.read_bytes())
     info = json.loads((stale / "onnx.json").read_text())
     (stale / "onnx.json").write_text(json.dumps({**info, "weights_id": "0" * 16}))
-    with pytest.raises(BackendError, match="graphs of other weights"):
+    with pytest.raises(EngineError, match="graphs of other weights"):
         model.with_backend("onnxruntime", onnx_dir=stale)
-    assert model.with_backend("onnxruntime", onnx_dir=source).score_images([torch.rand(3, 32, 32)]).shape == (
-        1,
-    )
+    assert isinstance(model.with_backend("onnxruntime", onnx_dir=source).score(torch.rand(3, 32, 32)), float)
 
 
 def test_cli_export_and_score_with_a_backend(cache, model_dir: Path, tmp_path: Path) -> None:
@@ -186,19 +188,6 @@ def test_cli_export_and_score_with_a_backend(cache, model_dir: Path, tmp_path: P
     assert len(rows) == 4 and float(rows[-1][1]) == pytest.approx(scores["torch"]["0.png"], abs=1e-3)
 
 
-def test_auto_picks_openvino_for_large_cpu_jobs_only() -> None:
-    from reiqa.backends import AUTO_MIN_IMAGES, choose_backend
-
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert choose_backend("torch", device=cpu, images=10_000) == "torch"
-    assert choose_backend("onnxruntime", device=cpu, images=1) == "onnxruntime"
-    assert choose_backend("auto", device=cpu, images=AUTO_MIN_IMAGES - 1) == "torch"
-    assert choose_backend("auto", device=cuda, images=10_000) == "torch"
-    expected = "openvino" if importlib.util.find_spec("openvino") else "torch"
-    assert choose_backend("auto", device=cpu, images=AUTO_MIN_IMAGES) == expected
-    assert choose_backend("auto", device=cpu, images=None) == expected  # a service
-
-
 def test_bfloat16_openvino_is_close_but_never_mixed_with_float32(
     cache, model_dir: Path, images, tmp_path
 ) -> None:
@@ -208,7 +197,7 @@ def test_bfloat16_openvino_is_close_but_never_mixed_with_float32(
 
     torch_model = load(model_dir)
     bf16 = load(model_dir, backend="openvino-bf16")
-    assert bf16.backend == "openvino-bf16" and bf16.features.precision == "bf16"
+    assert bf16.backend == "openvino-bf16" and bf16.features.engine.precision == "bf16"
     # other numbers, so another id: caches and outputs never mix them with float32 ones
     assert bf16.model_id not in {torch_model.model_id, load(model_dir, backend="openvino").model_id}
     for image in images:
@@ -223,21 +212,19 @@ def test_bfloat16_openvino_is_close_but_never_mixed_with_float32(
 
 
 def test_engines_set_their_pixel_budget_per_forward(cache, model_dir: Path) -> None:
-    from reiqa.backends import ENGINE_PIXELS_PER_FORWARD
-    from reiqa.features import MAX_PIXELS_PER_FORWARD, encode
+    from reiqa.features import encode
 
     model = load(model_dir)
-    assert model.features.pixels_per_forward == MAX_PIXELS_PER_FORWARD
+    torch_budget = ENGINES["torch"].pixels_per_forward
+    assert model.features.engine.pixels_per_forward == torch_budget
     batches = []
     model.features.register_forward_pre_hook(lambda _, args: batches.append(len(args[0])))
-    model.features.pixels_per_forward = 2 * 32 * 40  # two 32x40 images per forward pass
-    assert encode(model.features, torch.rand(5, 3, 32, 40)).shape[0] == 5
+    # two 32x40 images per forward pass
+    assert encode(model.features, torch.rand(5, 3, 32, 40), max_pixels_per_forward=2 * 32 * 40).shape[0] == 5
     assert batches == [2, 2, 1]
-    assert load(model_dir, backend="onnxruntime").features.pixels_per_forward == MAX_PIXELS_PER_FORWARD
+    assert load(model_dir, backend="onnxruntime").features.engine.pixels_per_forward == torch_budget
     if importlib.util.find_spec("openvino"):
-        expected = ENGINE_PIXELS_PER_FORWARD["openvino"]
+        expected = ENGINES["openvino"].pixels_per_forward
         assert (
-            load(model_dir, backend="openvino").features.pixels_per_forward
-            == expected
-            < MAX_PIXELS_PER_FORWARD
+            load(model_dir, backend="openvino").features.engine.pixels_per_forward == expected < torch_budget
         )

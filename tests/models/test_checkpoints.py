@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
 from reiqa.models.backbones import build_backbone
 from reiqa.models.checkpoints import (
     CheckpointError,
+    EncoderDescription,
+    _read_description,
     find_checkpoint,
     load_checkpoint,
     load_encoder,
@@ -48,10 +53,47 @@ def test_encoder_round_trip(tmp_path) -> None:
     backbone = build_backbone("resnet18")
     save_encoder(tmp_path / "enc", backbone, arch="resnet18", input_norm="none", info={"steps": 5})
     loaded, meta = load_encoder(tmp_path / "enc.json")
-    assert meta["arch"] == "resnet18" and meta["steps"] == 5
+    assert meta.arch == "resnet18" and meta.steps == 5 and meta.input_norm == "none"
     x = torch.rand(1, 3, 32, 32)
     backbone.eval(), loaded.eval()
     torch.testing.assert_close(backbone(x), loaded(x))
+
+
+def test_encoder_descriptions_are_typed_and_keep_unknown_keys(tmp_path) -> None:
+    shipped = Path(__file__).resolve().parents[2] / "models" / "quality-cpu-small" / "encoder.json"
+    if shipped.is_file():
+        about = _read_description(shipped)
+        assert (about.arch, about.input_norm, about.encoder, about.steps) == (
+            "resnet18",
+            "none",
+            "quality",
+            675,
+        )
+        assert set(about.extra) == {"dtype", "config"} and about.to_dict() == json.loads(shipped.read_text())
+    backbone = build_backbone("resnet18")
+    path = save_encoder(tmp_path / "enc", backbone, arch="resnet18", input_norm="none", info={"note": "x"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enc.json", "enc.safetensors"]  # no temp files
+    assert isinstance(load_encoder(path)[1], EncoderDescription)
+    raw = json.loads(path.read_text())
+    assert raw == {
+        "format": "reiqa-encoder",
+        "version": 1,
+        "arch": "resnet18",
+        "input_norm": "none",
+        "note": "x",
+    }
+    del raw["input_norm"]  # an older file
+    path.write_text(json.dumps(raw))
+    assert load_encoder(path)[1].input_norm is None
+    path.write_text(json.dumps({**raw, "steps": "many"}))
+    with pytest.raises(CheckpointError, match=r"enc\.json: steps must be int or null, got 'many'"):
+        load_encoder(path)
+    path.write_text(json.dumps({**raw, "format": "other"}))
+    with pytest.raises(CheckpointError, match=r"enc\.json: not a reiqa encoder description"):
+        load_encoder(path)
+    with pytest.raises(CheckpointError, match=r"enc2\.json: steps must be int or null"):
+        save_encoder(tmp_path / "enc2", backbone, arch="resnet18", input_norm="none", info={"steps": "x"})
+    assert not (tmp_path / "enc2.json").exists()
 
 
 def _official_file(path, arch: str = "resnet18", *, drop: str | None = None) -> dict:

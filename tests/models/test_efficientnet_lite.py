@@ -141,7 +141,7 @@ def test_saved_encoder_keeps_its_input_norm_in_features(tmp_path) -> None:
     net = build_backbone("efficientnet_lite0").eval()
     path = save_encoder(tmp_path / "content", net, arch="efficientnet_lite0", input_norm="tf-lite")
     _, meta = load_encoder(path)
-    assert meta["input_norm"] == "tf-lite"
+    assert meta.input_norm == "tf-lite"
     model = FeatureModel.from_files(None, path)
     assert model.blocks() == [("content_full", 1280), ("content_half", 1280)]
     x = torch.rand(1, 3, 64, 64)
@@ -153,7 +153,7 @@ def test_import_encoder_command_writes_a_described_encoder(tmp_path) -> None:
     from typer.testing import CliRunner
 
     from reiqa.cli import app
-    from reiqa.inputs import file_sha256
+    from reiqa.digest import file_sha256
 
     source = tmp_path / "efficientnet-lite0-x.pth"
     torch.save(package_layout(EfficientNetLite()), source)
@@ -162,8 +162,8 @@ def test_import_encoder_command_writes_a_described_encoder(tmp_path) -> None:
     )
     assert result.exit_code == 0, result.output
     net, meta = load_encoder(tmp_path / "enc.json")
-    assert (meta["arch"], meta["input_norm"]) == ("efficientnet_lite0", "tf-lite")
-    assert meta["source_sha256"] == file_sha256(source)
+    assert (meta.arch, meta.input_norm) == ("efficientnet_lite0", "tf-lite")
+    assert meta.source_sha256 == file_sha256(source) and meta.source_file == source.name
     ref, _ = import_efficientnet_lite0(source)
     x = torch.rand(1, 3, 40, 52)
     with torch.inference_mode():

@@ -25,7 +25,8 @@ def test_bad_images_are_replaced_and_reported(folder) -> None:
     dataset = ImageFiles(paths, max_side=None, seed=0)
     sample = dataset[broken]
     assert sample.index == (broken + 1) % len(paths)
-    assert sample.failures and "broken.jpg" in sample.failures[0][0]
+    assert sample.failures and "broken.jpg" in sample.failures[0].name
+    assert sample.failures[0].error.startswith(sample.failures[0].name) and sample.failures[0].reason
     batch = collate([dataset[0], sample])
     assert isinstance(batch["data"], list) and len(batch["failures"]) == 1
 

@@ -81,11 +81,11 @@ def test_a_killed_and_resumed_run_ends_with_the_same_weights(toy_images, tmp_pat
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
     final, meta = load_encoder(tmp_path / "straight" / "encoder.json")
-    assert meta["arch"] == "resnet18" and meta["steps"] == 4
+    assert meta.arch == "resnet18" and meta.steps == 4 and meta.trained_by == "reiqa pretrain"
     from reiqa.models.checkpoints import export_encoder
 
     exported, info = load_encoder(export_encoder(tmp_path / "resumed" / "checkpoint", tmp_path / "exported"))
-    assert info["steps"] == 4
+    assert info.steps == 4 and info.exported_from == "resumed/checkpoint"
     for (name, a), b in zip(final.state_dict().items(), exported.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 

@@ -12,7 +12,7 @@ A training checkpoint is a directory::
 written as ``checkpoint.tmp/`` and then swapped in, so a crash leaves either the old or the new
 checkpoint complete. A trained encoder for feature extraction is two files:
 ``encoder.safetensors`` (backbone weights) and ``encoder.json`` (architecture, input
-normalisation, provenance).
+normalisation, provenance), read as an :class:`EncoderDescription`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +28,17 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from reiqa.atomic import fsync_dir, write_bytes_atomic
-from reiqa.errors import CheckpointError
+from reiqa import schema
+from reiqa.atomic import atomic_path, fsync_dir, write_json_atomic, write_text_atomic
+from reiqa.errors import CheckpointError, ConfigError
 from reiqa.models.backbones import build_backbone
+
+ENCODER_FORMAT = "reiqa-encoder"
 
 
 def _save_tensors(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def save_checkpoint(directory: Path, *, model: nn.Module, config_json: str, state: dict[str, Any]) -> Path:
@@ -47,13 +48,11 @@ def save_checkpoint(directory: Path, *, model: nn.Module, config_json: str, stat
     old = directory.with_name(directory.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    # each file synced to disk and into tmp/ (atomic_path) before the folder is swapped in
     _save_tensors(model.state_dict(), tmp / "model.safetensors", {"config": config_json})
-    write_bytes_atomic(tmp / "config.json", config_json.encode("utf-8"))
-    state_tmp = tmp / "state.pt"
-    torch.save(state, state_tmp)
-    with open(state_tmp, "rb") as f:
-        os.fsync(f.fileno())
-    fsync_dir(tmp)
+    write_text_atomic(tmp / "config.json", config_json)
+    with atomic_path(tmp / "state.pt") as state_tmp:
+        torch.save(state, state_tmp)
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(directory, old)
@@ -114,39 +113,86 @@ def load_state_strict(
 # -- trained encoders for feature extraction -----------------------------------------------------
 
 
+@dataclass(frozen=True, kw_only=True)
+class EncoderDescription:
+    """An encoder's ``.json`` (also stored in its ``.safetensors`` metadata under 'reiqa').
+
+    Attributes:
+        format: 'reiqa-encoder'.
+        version: 1.
+        arch: the backbone (``reiqa.models.backbones.BACKBONES``).
+        input_norm: the input normalisation it was trained with (``NORMS``); None in files
+            written before it was recorded (the role's default applies).
+        encoder: 'quality' or 'content', for encoders trained or exported by reiqa.
+        steps: training steps done.
+        trained_by: 'reiqa pretrain' for an encoder written at the end of a run.
+        exported_from: 'run/checkpoint' of ``reiqa export-encoder``.
+        imported_from, source_file, source_sha256: what ``reiqa import-encoder`` converted.
+        extra: other keys of the file (a training config, a dtype), kept and written back.
+    """
+
+    format: str = ENCODER_FORMAT
+    version: int = 1
+    arch: str
+    input_norm: str | None = None
+    encoder: str | None = None
+    steps: int | None = None
+    trained_by: str | None = None
+    exported_from: str | None = None
+    imported_from: str | None = None
+    source_file: str | None = None
+    source_sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of the ``.json`` file (fields that are None left out)."""
+        return schema.to_dict(self, omit_none=True)
+
+
+def _described(raw: object, source: object) -> EncoderDescription:
+    """``raw`` read as an encoder description; CheckpointError naming ``source`` and the field."""
+    if not isinstance(raw, dict) or raw.get("format") != ENCODER_FORMAT:
+        raise CheckpointError(f"{source}: not a reiqa encoder description")
+    try:
+        return schema.from_dict(EncoderDescription, raw, error=CheckpointError)
+    except (CheckpointError, ConfigError) as exc:
+        raise CheckpointError(f"{source}: {exc}") from exc
+
+
 def save_encoder(
     path_stem: Path, backbone: nn.Module, *, arch: str, input_norm: str, info: dict[str, Any] | None = None
 ) -> Path:
-    """Write ``<stem>.safetensors`` (backbone weights) and ``<stem>.json``; returns the .json."""
+    """Write ``<stem>.safetensors`` (backbone weights) and ``<stem>.json``; returns the .json.
+    ``info``: the description's other fields (see :class:`EncoderDescription`), checked."""
     path_stem = Path(path_stem)
-    path_stem.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"format": "reiqa-encoder", "version": 1, "arch": arch, "input_norm": input_norm, **(info or {})}
+    meta_path = path_stem.with_suffix(".json")
+    raw = {"format": ENCODER_FORMAT, "version": 1, "arch": arch, "input_norm": input_norm, **(info or {})}
+    meta = _described(raw, meta_path).to_dict()
     _save_tensors(backbone.state_dict(), path_stem.with_suffix(".safetensors"), {"reiqa": json.dumps(meta)})
-    write_bytes_atomic(path_stem.with_suffix(".json"), json.dumps(meta, indent=2).encode("utf-8"))
-    return path_stem.with_suffix(".json")
+    write_json_atomic(meta_path, meta)
+    return meta_path
 
 
-def _read_description(meta_path: Path) -> dict[str, Any]:
-    """An encoder's ``.json`` description, checked to be one (CheckpointError naming the file)."""
+def _read_description(meta_path: Path) -> EncoderDescription:
+    """An encoder's ``.json`` description, checked field by field (CheckpointError naming the file)."""
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        raw = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{meta_path}: unreadable encoder description: {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != "reiqa-encoder":
-        raise CheckpointError(f"{meta_path}: not a reiqa encoder description")
-    return meta
+    return _described(raw, meta_path)
 
 
-def load_encoder(path: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a backbone saved by :func:`save_encoder` (give the .json or .safetensors path)."""
+def load_encoder(path: Path) -> tuple[nn.Module, EncoderDescription]:
+    """Load a backbone saved by :func:`save_encoder` (give the .json or .safetensors path):
+    (backbone, its description)."""
     path = Path(path)
     meta_path, weights_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
     if not meta_path.is_file() or not weights_path.is_file():
         raise FileNotFoundError(f"{path}: needs both {meta_path.name} and {weights_path.name}")
-    meta = _read_description(meta_path)
-    backbone = build_backbone(meta["arch"])
+    description = _read_description(meta_path)
+    backbone = build_backbone(description.arch)
     load_state_strict(backbone, load_file(str(weights_path)), weights_path)
-    return backbone, meta
+    return backbone, description
 
 
 def warm_start(backbone: nn.Module, path: str | Path, *, arch: str, input_norm: str) -> None:
@@ -159,12 +205,12 @@ def warm_start(backbone: nn.Module, path: str | Path, *, arch: str, input_norm: 
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: warm-start weights not found (model.init)")
     if meta_path.is_file():
-        meta = _read_description(meta_path)
-        if meta.get("arch") != arch:
-            raise CheckpointError(f"{meta_path}: a {meta.get('arch')!r} encoder, the config trains {arch!r}")
-        if meta.get("input_norm") != input_norm:
+        description = _read_description(meta_path)
+        if description.arch != arch:
+            raise CheckpointError(f"{meta_path}: a {description.arch!r} encoder, the config trains {arch!r}")
+        if description.input_norm != input_norm:
             raise CheckpointError(
-                f"{meta_path}: trained with input_norm {meta.get('input_norm')!r}, the config has "
+                f"{meta_path}: trained with input_norm {description.input_norm!r}, the config has "
                 f"{input_norm!r} (set model.input_norm to match)"
             )
     try:

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from reiqa.digest import file_sha256
 from reiqa.errors import CheckpointError
-from reiqa.inputs import file_sha256
 from reiqa.models.backbones import build_backbone
 from reiqa.models.checkpoints import load_state_strict, save_encoder
 from reiqa.models.efficientnet_lite import EfficientNetLite, rename_lite_state

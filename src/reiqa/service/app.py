@@ -35,11 +35,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from torch import Tensor
 
-from reiqa.bundle import ReIQA, records_of
-from reiqa.errors import ImageLoadError
-from reiqa.features import FeatureOptions
-from reiqa.io import DEFAULT_MAX_PIXELS, decode_image
-from reiqa.resize import cap_size
+from reiqa.inference import ReIQA, ScoreRecord
+from reiqa.io import DEFAULT_MAX_PIXELS, Failure
 from reiqa.service.batching import ScoreBatcher
 from reiqa.service.uploads import UploadedFile, UploadError, read_files
 
@@ -61,7 +58,7 @@ def model_card(model: ReIQA) -> dict[str, Any]:
         "name": model.name,
         "higher_is_better": model.higher_is_better,
         "score_range": list(model.score_range) if model.score_range else None,
-        "features": card.features.to_dict(),
+        "features": model.options.to_dict(),
         "model_id": model.model_id,
         "quality": {"arch": card.quality.arch} if card.quality else None,
         "content": {"arch": card.content.arch} if card.content else None,
@@ -135,19 +132,19 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _decode_all(
-    files: list[UploadedFile], max_pixels: int | None, options: FeatureOptions
-) -> list[Tensor | str]:
-    """Each upload decoded and brought to the model's size cap at once (a request of large photos
-    holds capped images, not full-size ones), or the reason it could not be read."""
-    out: list[Tensor | str] = []
-    for f in files:
-        try:
-            image = decode_image(f.data, f.filename, max_pixels=max_pixels)
-            out.append(cap_size(image, max_side=options.max_side, min_side=options.min_side))
-        except ImageLoadError as exc:
-            out.append(str(exc))
-    return out
+def _prepare_all(model: ReIQA, files: list[UploadedFile], max_pixels: int | None) -> list[Tensor | Failure]:
+    """Each upload prepared at once (decoded and brought to the model's size cap: a request of
+    large photos holds capped images, not full-size ones), or the Failure that says why not."""
+    return [model.prepare(f.data, name=f.filename, max_pixels=max_pixels) for f in files]
+
+
+def _score_pairs(model: ReIQA) -> Callable[[list[tuple[str, Tensor | Failure]]], list[ScoreRecord]]:
+    """What the batcher runs: (name, prepared item) pairs of several requests -> their records."""
+
+    def score(pairs: list[tuple[str, Tensor | Failure]]) -> list[ScoreRecord]:
+        return model.score_batch([name for name, _ in pairs], [item for _, item in pairs])
+
+    return score
 
 
 def create_app(
@@ -161,7 +158,7 @@ def create_app(
     max_files: int = 1000,
 ) -> ASGIApp:
     """The service around ``model`` (already loaded, on its device), as an ASGI app for uvicorn."""
-    batcher = ScoreBatcher(model.score_images, window_s=batch_window_s, max_images=max_batch_images)
+    batcher = ScoreBatcher(_score_pairs(model), window_s=batch_window_s, max_images=max_batch_images)
     card = model_card(model)
     page = resources.files("reiqa.service").joinpath("page.html").read_text(encoding="utf-8")
 
@@ -204,10 +201,8 @@ def create_app(
         except UploadError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         del body
-        decoded = await asyncio.to_thread(_decode_all, files, max_pixels, model.card.features)
-        images = [d for d in decoded if not isinstance(d, str)]
-        scores = await batcher.score(images) if images else []
-        records = records_of([f.filename for f in files], decoded, scores)
+        items = await asyncio.to_thread(_prepare_all, model, files, max_pixels)
+        records = await batcher.score(list(zip((f.filename for f in files), items, strict=True)))
         results = [{"filename": r.path, "score": r.score, "error": r.error} for r in records]
         return JSONResponse({"results": results})
 

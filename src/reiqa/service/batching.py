@@ -1,9 +1,10 @@
 """Batch the images of concurrent requests together for the encoders.
 
-Requests put their decoded images on one queue; a collector task takes what arrives within a
+Requests put their prepared images on one queue; a collector task takes what arrives within a
 short window (or until a batch is full), scores it in one worker thread and hands each request
-its own scores. The event loop never waits on the model, and the model is used by one thread at
-a time (its intra-op threads still use every core).
+its own results (the service's are ``ScoreRecord``s, from ``ReIQA.score_batch``). The event
+loop never waits on the model, and the model is used by one thread at a time (its intra-op
+threads still use every core).
 """
 
 from __future__ import annotations
@@ -14,17 +15,16 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
-import numpy as np
-from torch import Tensor
-
-ScoreFn = Callable[[Sequence[Tensor]], np.ndarray]
+#: a batch of items (of several callers) -> one result per item, in order
+ScoreFn = Callable[[list[Any]], Sequence[Any]]
 
 
 @dataclass
 class _Job:
-    images: list[Tensor]
-    future: asyncio.Future[np.ndarray]
+    images: list[Any]
+    future: asyncio.Future[Sequence[Any]]
 
 
 @dataclass
@@ -51,7 +51,8 @@ class ScoreBatcher:
     """Scores lists of images for many concurrent callers, batching them together.
 
     Args:
-        score: images (3, H, W) -> (N,) scores; runs in the batcher's worker thread.
+        score: the items of a batch -> one result per item, in order (a list or an array); runs
+            in the batcher's worker thread.
         window_s: how long the collector waits for more requests after the first one arrives.
         max_images: a batch closes once it holds this many images (a request is never split).
     """
@@ -87,13 +88,13 @@ class ScoreBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    async def score(self, images: list[Tensor]) -> np.ndarray:
-        """Scores of ``images`` ((N,) float64), computed in a batch with other callers' images."""
+    async def score(self, images: list[Any]) -> Sequence[Any]:
+        """The results of ``images`` (one each, in order), computed in a batch with other callers'."""
         if self._queue is None:
             raise RuntimeError("ScoreBatcher.start() was not called")
         if not images:
-            return np.zeros(0)
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+            return []
+        future: asyncio.Future[Sequence[Any]] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Job(images, future))
         return await future
 

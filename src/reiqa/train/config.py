@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
-import typing
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reiqa import schema
 from reiqa.errors import ConfigError, UnknownNameError
 from reiqa.models.backbones import BACKBONES, NORMS
 from reiqa.models.moco import NEGATIVES
@@ -211,7 +210,7 @@ class TrainConfig:
         """Build from a (possibly partial) dict; unknown keys raise ConfigError naming them. A dict
         in the layout before the view configs were nested is converted (see the module doc)."""
         try:
-            return _build(cls, _convert_old_layout(raw, source), "")
+            return schema.from_dict(cls, _convert_old_layout(raw, source))
         except TypeError as exc:  # a value of the wrong type reached a range check
             raise ConfigError(str(exc)) from exc
 
@@ -278,58 +277,6 @@ def _convert_old_layout(raw: dict[str, Any], source: str) -> dict[str, Any]:
         stacklevel=3,
     )
     return {**raw, "data": data}
-
-
-def _build(cls: type, raw: object, where: str) -> Any:
-    """Dataclass ``cls`` from ``raw``: nested sections built recursively, every field's type
-    checked against its annotation, lists turned into tuples where a tuple is expected."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where.rstrip('.') or 'the config'} must be an object, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(raw) - set(hints))
-    if unknown:
-        hint = "".join(_moved_hint(f"{where}{k}") for k in unknown[:1])
-        raise ConfigError(
-            f"unknown key(s) {unknown} in {where.rstrip('.') or 'the config'}{hint}; known: {sorted(hints)}"
-        )
-    values = {}
-    for name, value in raw.items():
-        kind = hints[name]
-        if dataclasses.is_dataclass(kind):
-            values[name] = _build(kind, value, f"{where}{name}.")
-        else:
-            values[name] = _typed(value, kind, f"{where}{name}")
-    try:
-        return cls(**values)
-    except ConfigError as exc:  # the view configs name their fields without the section
-        section = where.rstrip(".")
-        if section and not str(exc).startswith(section):
-            raise ConfigError(f"{section}: {exc}") from exc
-        raise
-
-
-def _typed(value: Any, kind: Any, name: str) -> Any:
-    """``value`` checked against a field type (int, float, bool, str, tuples, X | None)."""
-    options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
-    if value is None:
-        _check(type(None) in options, f"{name} must not be null")
-        return None
-    for option in (o for o in options if o is not type(None)):
-        origin = typing.get_origin(option)
-        if origin is tuple and isinstance(value, list | tuple):
-            return tuple(value)
-        if option is bool and isinstance(value, bool):
-            return value
-        if option is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if option is int and isinstance(value, float) and value.is_integer():  # 40.0 from a JSON tool
-            return int(value)
-        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if option is str and isinstance(value, str):
-            return value
-    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
-    raise ConfigError(f"{name} must be {expected}, got {value!r}")
 
 
 def effective_lr(cfg: TrainConfig) -> float:

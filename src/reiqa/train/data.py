@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from reiqa.errors import DataError, ImageLoadError
-from reiqa.io import load_image
+from reiqa.io import Failure, load_image
 from reiqa.resize import cap_size
 
 MAX_ATTEMPTS = 16  # a bad image is replaced by the next index, this many times at most
@@ -37,7 +37,7 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
 class Sample:
     index: int  # the index actually used (after replacing bad files)
     data: Tensor  # an image (3, H, W) or its views
-    failures: list[tuple[str, str]]  # (path, cause) of files skipped on the way
+    failures: list[Failure]  # files skipped on the way
 
 
 class ImageFiles(Dataset):
@@ -60,20 +60,20 @@ class ImageFiles(Dataset):
         self.epoch = epoch
 
     def __getitem__(self, index: int) -> Sample:
-        failures: list[tuple[str, str]] = []
+        failures: list[Failure] = []
         for attempt in range(MAX_ATTEMPTS):
             i = (index + attempt) % len(self.paths)
             try:
                 image = cap_size(load_image(self.paths[i]), max_side=self.max_side)
             except ImageLoadError as exc:
-                failures.append((str(self.paths[i]), str(exc)))
+                failures.append(Failure.of(self.paths[i], exc))
                 continue
             if self.transform is not None:
                 generator = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, index))
                 image = self.transform(image, generator)
             return Sample(i, image, failures)
         raise DataError(
-            f"{MAX_ATTEMPTS} images in a row failed to load, from {self.paths[index]}: {failures[-1][1]}"
+            f"{MAX_ATTEMPTS} images in a row failed to load, from {self.paths[index]}: {failures[-1].error}"
         )
 
 
@@ -127,12 +127,12 @@ class StepSampler(Sampler[int]):
         )
 
 
-def warn_failures(failures: list[tuple[str, str]], seen: set[str]) -> int:
+def warn_failures(failures: list[Failure], seen: set[str]) -> int:
     """Warn once per bad file; returns how many new files were reported."""
     new = 0
-    for path, cause in failures:
-        if path not in seen:
-            seen.add(path)
+    for failure in failures:
+        if failure.name not in seen:
+            seen.add(failure.name)
             new += 1
-            warnings.warn(f"skipped a training image: {cause}", UserWarning, stacklevel=2)
+            warnings.warn(f"skipped a training image: {failure.error}", UserWarning, stacklevel=2)
     return new

@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from reiqa import dist, inputs
+from reiqa.atomic import write_text_atomic
 from reiqa.errors import ConfigError
 from reiqa.models import checkpoints
 from reiqa.models.moco import batch_negative_mask, info_nce
@@ -162,7 +163,7 @@ def _run(
     wrap_for_ranks(state)
     if dist.rank() == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(cfg.to_json(), encoding="utf-8")
+        write_text_atomic(out_dir / "config.json", cfg.to_json())
     logger = MetricsLogger(out_dir, step=state.step, stop_at=stop_at, progress=progress)
     try:
         last_loss = _train(state, paths, ckpt_dir, logger, steps_per_epoch=steps_per_epoch, stop_at=stop_at)
