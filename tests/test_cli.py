@@ -172,3 +172,30 @@ def test_help_and_argument_errors_never_import_torch(args) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
+
+
+def test_log_messages_reach_the_stderr_of_each_run_once(capsys) -> None:
+    """The CLI's handler writes to sys.stderr as it is now (tests and embedding programs replace
+    it), is installed once however often main() runs, and does not pass messages on to the
+    root logger (no second copy where a program configured logging)."""
+    import logging
+
+    from reiqa.cli import _show_log_messages
+
+    root = logging.getLogger()
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    collector = Collect()
+    root.addHandler(collector)
+    try:
+        for i in range(2):
+            _show_log_messages()
+            logging.getLogger("reiqa.service").info("listening %d", i)
+            assert capsys.readouterr().err == f"listening {i}\n"
+    finally:
+        root.removeHandler(collector)
+    assert seen == []

@@ -186,3 +186,24 @@ def test_an_actor_refuses_a_model_other_than_the_drivers(tiny_model) -> None:
     assert scorer.model.model_id == capped.model_id and scorer.model.max_side == 32
     with pytest.raises(ModelError, match="the driver's"):
         BatchScorer(str(tiny_model), device="cpu", model_id=capped.model_id)  # the card's size, not 32
+
+
+def test_an_actor_reads_rows_with_bytes_from_memory_and_the_others_from_their_paths(
+    folder, tiny_model
+) -> None:
+    import numpy as np
+
+    import reiqa
+    from reiqa.cluster import BatchScorer
+
+    scorer = BatchScorer(str(tiny_model), device="cpu")
+    photo = folder / "p01.png"
+    batch = {
+        "path": np.array(["upload.png", str(photo), "junk.jpg"], dtype=object),
+        "bytes": np.array([photo.read_bytes(), None, b"junk"], dtype=object),
+    }
+    out = scorer(batch)
+    expected = reiqa.load(tiny_model).score(photo)
+    assert out["score"][:2] == pytest.approx([expected, expected], abs=1e-4)
+    assert np.isnan(out["score"][2]) and out["error"][2].startswith("junk.jpg: ")
+    assert list(out["path"]) == ["upload.png", str(photo), "junk.jpg"]

@@ -204,6 +204,32 @@ def test_an_older_file_with_paths_and_without_newer_fields_still_reads(data, tmp
     )
 
 
+def test_file_records_with_keys_of_other_versions_still_read_and_keep_them(data, tmp_path) -> None:
+    """An earlier default model's regressor.json had ``info.features.built_by``: it must load, and
+    a key reiqa does not know is kept, in its place, when the regressor is saved again."""
+    x, y = data
+    QualityRegressor(alphas=(1.0,)).fit(x, y).save(tmp_path)
+    path = tmp_path / "regressor.json"
+    meta = json.loads(path.read_text())
+    meta["info"] = {
+        "features": {
+            "file": "f.safetensors",
+            "sha256": "ab" * 32,
+            "built_by": "scripts/build_default_model.sh",
+        },
+        "scores": {"file": "mos.csv", "sha256": "cd" * 32},
+        "zeta": 1,
+        "alpha_note": "kept in the file's order",
+    }
+    path.write_text(json.dumps(meta))
+    reg = QualityRegressor.load(tmp_path)
+    assert reg.info.features.extra == {"built_by": "scripts/build_default_model.sh"}
+    reg.save(tmp_path / "again")
+    info = json.loads((tmp_path / "again" / "regressor.json").read_text())["info"]
+    assert info["features"]["built_by"] == "scripts/build_default_model.sh"
+    assert [k for k in info if k in ("zeta", "alpha_note")] == ["zeta", "alpha_note"]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -5,6 +5,7 @@ argument errors are instant."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import warnings
@@ -519,17 +520,30 @@ def main() -> None:
         sys.exit(1)
 
 
-def _show_log_messages() -> None:
-    """reiqa's log messages (the service's address, a first export of the graphs) on stderr,
-    as plain lines."""
-    import logging
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a message comes (tests and embedding programs
+    replace it), not as it was when the handler was made."""
 
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: object) -> None:
+        pass
+
+
+def _show_log_messages() -> None:
+    """reiqa's log messages (the service's address, a first export of the graphs) on stderr as
+    plain lines, once each: the handler is installed once, and the messages do not also go to
+    the root logger's handlers."""
     logger = logging.getLogger("reiqa")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 _quick_exit_allowed = False

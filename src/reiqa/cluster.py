@@ -88,7 +88,9 @@ class BatchScorer:
         blobs = batch.get(BYTES)
         items = [
             self.model.prepare(
-                name if blobs is None else bytes(blobs[i]), name=name, max_pixels=self.max_pixels
+                name if blobs is None or blobs[i] is None else bytes(blobs[i]),
+                name=name,
+                max_pixels=self.max_pixels,
             )
             for i, name in enumerate(names)
         ]

@@ -26,6 +26,6 @@ def save_figure(figure: Figure, path: str | Path, *, dpi: int = 110) -> Path:
     atomically."""
     path = Path(path)
     figure.tight_layout()
-    with atomic_path(path) as tmp:  # the temporary name has no suffix: the format is given
+    with atomic_path(path) as tmp:  # the temporary name ends in .tmp: the format is given
         figure.savefig(tmp, dpi=dpi, format=path.suffix[1:].lower() or None)
     return path

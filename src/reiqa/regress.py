@@ -91,6 +91,7 @@ class FileRef:
 
     file: str
     sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # keys of other versions, kept
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ def from_dict(cls: type[T], raw: object, where: str = "", *, error: type[ReiqaEr
         if name != EXTRA and name in raw
     }
     if keeps_extra:
-        values[EXTRA] = {k: raw[k] for k in unknown}
+        values[EXTRA] = {k: v for k, v in raw.items() if k in unknown}  # in the file's order
     try:
         return cls(**values)
     except (ConfigError, error) as exc:  # the dataclass's own checks may not name the section

@@ -228,3 +228,14 @@ def test_engines_set_their_pixel_budget_per_forward(cache, model_dir: Path) -> N
         assert (
             load(model_dir, backend="openvino").features.engine.pixels_per_forward == expected < torch_budget
         )
+
+
+def test_a_cpu_engine_on_a_machine_with_a_gpu(cache, model_dir: Path, monkeypatch) -> None:
+    """device 'auto' (the CLI's default) on a machine with a GPU runs a CPU engine on the CPU;
+    naming the GPU with a CPU engine is an error that says what to do."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    model = load(model_dir, backend="onnxruntime", device="auto")
+    assert model.backend == "onnxruntime" and model.device.type == "cpu"
+    with pytest.raises(EngineError, match=r"runs on the CPU, not on cuda.*backend='torch'"):
+        load(model_dir, backend="onnxruntime", device="cuda")

@@ -205,3 +205,46 @@ def test_uploads_are_never_written_to_disk(tiny_model: Path, photos: dict[str, P
     assert [r["filename"] for r in results] == ["big.png", "good.jpg"]
     assert all(r["score"] is not None for r in results), results
     assert writes == []
+
+
+def test_bad_uploads_are_answered_without_the_encoders(tiny_model: Path, photos: dict[str, Path]) -> None:
+    """Files that cannot be read get their errors at once, in their places; only the images go
+    through the batcher, and a request of bad files never waits for it."""
+    import reiqa
+    from reiqa.service.app import create_app
+
+    app = create_app(reiqa.load(tiny_model))
+    good = photos["photo1.jpg"].read_bytes()
+
+    async def go() -> tuple[httpx.Response, httpx.Response, int]:
+        batcher = app.app.state.batcher
+        await batcher.start()
+        try:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                only_bad = await client.post(
+                    "/score", files=[("file", ("a.jpg", b"junk")), ("file", ("b.png", b""))]
+                )
+                batches_after_bad = batcher.stats.batches
+                mixed = await client.post(
+                    "/score",
+                    files=[
+                        ("file", ("x.jpg", b"junk")),
+                        ("file", ("good.jpg", good)),
+                        ("file", ("y.png", b"")),
+                    ],
+                )
+            return only_bad, mixed, batches_after_bad
+        finally:
+            await batcher.stop()
+
+    only_bad, mixed, batches_after_bad = asyncio.run(go())
+    assert only_bad.status_code == 200 and batches_after_bad == 0
+    assert [r["filename"] for r in only_bad.json()["results"]] == ["a.jpg", "b.png"]
+    assert all(
+        r["score"] is None and r["error"].startswith(r["filename"]) for r in only_bad.json()["results"]
+    )
+    results = mixed.json()["results"]
+    assert [r["filename"] for r in results] == ["x.jpg", "good.jpg", "y.png"]
+    assert [r["score"] is None for r in results] == [True, False, True]
+    assert app.app.state.batcher.stats.images == 1  # the one good image, not the failures

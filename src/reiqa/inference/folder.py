@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from reiqa.engines import choose
+from reiqa.engines import EngineError, choose
 from reiqa.errors import CheckpointError, ModelError, RegressorError
 from reiqa.features import FeatureModel, FeatureOptions
 from reiqa.inference.card import DEFAULT_NORMS, ROLES, EncoderSpec, ModelCard, ScoreSpec
@@ -52,17 +52,19 @@ def load(
         backend: the engine that runs the encoders (a name of ``reiqa.engines.ENGINES``, always on
             the CPU but for torch), or 'auto': the engine ``reiqa.engines.choose`` picks on
             ``device`` for ``images`` images.
-        device: 'cpu' (None), 'cuda', 'cuda:N', 'mps' or 'auto' (CUDA when torch sees a GPU).
+        device: 'cpu' (None), 'cuda', 'cuda:N', 'mps' or 'auto' (CUDA when torch sees a GPU; the
+            CPU for an engine that runs on the CPU only).
         images: how many images the model will score (None: a long-lived model, a service).
     """
-    on = pick_device("cpu" if device is None else device)
+    requested = "cpu" if device is None else device
+    on = pick_device(requested)
     engine = choose(backend, device_type=on.type, images=images)
+    if engine.cpu_only and on.type != "cpu":
+        if requested != "auto":
+            raise EngineError(f"backend {engine.name!r} runs on the CPU, not on {on}; use backend='torch'")
+        on = torch.device("cpu")  # device 'auto' on a machine with a GPU: the engine's CPU
     model = _read(path)
-    if engine.name != "torch":
-        if on.type != "cpu":
-            raise ModelError(f"backend {engine.name!r} runs on the CPU, not on {on}; use backend='torch'")
-        return model.with_backend(engine.name)
-    return model.to(on)
+    return model.with_backend(engine.name) if engine.start is not None else model.to(on)
 
 
 def _read(path: str | Path | None) -> ReIQA:

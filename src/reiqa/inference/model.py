@@ -161,12 +161,14 @@ class ReIQA:
     def to(self, device: str | torch.device) -> ReIQA:
         """This model with its encoders on ``device`` (a new model; this one stays where it is)."""
         device = torch.device(device)
-        if device == self.device or (device.index is None and device.type == self.device.type):
-            return self
-        if self._features.engine.cpu_only:
+        if self._features.engine.cpu_only and device.type != "cpu":
             raise ValueError(
                 f"the {self.backend} backend runs on the CPU; load with backend='torch' for {device}"
             )
+        if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+            device = torch.device("cuda", torch.cuda.current_device())  # what torch means by 'cuda'
+        if device == self.device:
+            return self
         moved = copy.deepcopy(self._features).to(device)
         return ReIQA(moved, self._regressor, self._card)
 

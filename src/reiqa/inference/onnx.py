@@ -164,7 +164,8 @@ def exported_graphs(features: FeatureModel, *, folder: Path | None = None) -> di
     target = cache_dir() / "onnx" / weights_id
     paths = {r: target / f"{r}.onnx" for r in roles}
     if not all(p.is_file() for p in paths.values()):
-        log.info("reiqa: exporting the encoders to ONNX once, into %s", target)
+        # a warning, so that Python's default logging shows it: the export takes about a minute
+        log.warning("reiqa: exporting the encoders to ONNX once, into %s", target)
         export_onnx(features, target)
     return paths
 

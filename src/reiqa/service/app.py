@@ -138,6 +138,19 @@ def _prepare_all(model: ReIQA, files: list[UploadedFile], max_pixels: int | None
     return [model.prepare(f.data, name=f.filename, max_pixels=max_pixels) for f in files]
 
 
+async def _score(
+    model: ReIQA, batcher: ScoreBatcher, names: list[str], items: list[Tensor | Failure]
+) -> list[ScoreRecord]:
+    """The records of one request, in order: its images through the batcher (with other
+    requests' images), its failures at once (they need no model, and a request of bad files
+    never waits for one)."""
+    bad = [i for i, item in enumerate(items) if isinstance(item, Failure)]
+    failed = iter(model.score_batch([names[i] for i in bad], [items[i] for i in bad]))
+    images = [(name, item) for name, item in zip(names, items, strict=True) if not isinstance(item, Failure)]
+    scored = iter(await batcher.score(images) if images else [])
+    return [next(failed) if isinstance(item, Failure) else next(scored) for item in items]
+
+
 def _score_pairs(model: ReIQA) -> Callable[[list[tuple[str, Tensor | Failure]]], list[ScoreRecord]]:
     """What the batcher runs: (name, prepared item) pairs of several requests -> their records."""
 
@@ -202,7 +215,7 @@ def create_app(
             return JSONResponse({"error": str(exc)}, status_code=400)
         del body
         items = await asyncio.to_thread(_prepare_all, model, files, max_pixels)
-        records = await batcher.score(list(zip((f.filename for f in files), items, strict=True)))
+        records = await _score(model, batcher, [f.filename for f in files], items)
         results = [{"filename": r.path, "score": r.score, "error": r.error} for r in records]
         return JSONResponse({"results": results})
 
