@@ -63,11 +63,11 @@ def load(
         if requested != "auto":
             raise EngineError(f"backend {engine.name!r} runs on the CPU, not on {on}; use backend='torch'")
         on = torch.device("cpu")  # device 'auto' on a machine with a GPU: the engine's CPU
-    model = _read(path)
-    return model.with_backend(engine.name) if engine.start is not None else model.to(on)
+    model = _read(path, on)  # built on its device: no copy for ReIQA.to to make
+    return model.with_backend(engine.name) if engine.start is not None else model
 
 
-def _read(path: str | Path | None) -> ReIQA:
+def _read(path: str | Path | None, device: torch.device) -> ReIQA:
     if path is None or str(path) == "default":
         root = resources.files("reiqa") / "weights" / "default"
         if not root.joinpath("model.json").is_file():
@@ -76,11 +76,11 @@ def _read(path: str | Path | None) -> ReIQA:
                 "pass a model folder: reiqa.load('path/to/model')"
             )
         with resources.as_file(root) as folder:
-            return _read_dir(Path(folder))
-    return _read_dir(Path(path))
+            return _read_dir(Path(folder), device)
+    return _read_dir(Path(path), device)
 
 
-def _read_dir(directory: Path) -> ReIQA:
+def _read_dir(directory: Path, device: torch.device) -> ReIQA:
     meta_path = directory / "model.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"{directory}: not a reiqa model (no model.json)")
@@ -97,7 +97,7 @@ def _read_dir(directory: Path) -> ReIQA:
     _check_width(
         features, regressor, directory / "regressor.safetensors", "the bundle's files do not belong together"
     )
-    return ReIQA(features, regressor, card)
+    return ReIQA(features.to(device), regressor, card)
 
 
 def _read_backbone(directory: Path, spec: EncoderSpec | None, role: str) -> torch.nn.Module | None:
