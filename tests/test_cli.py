@@ -151,6 +151,16 @@ def test_the_cli_limit_is_the_loaders_limit() -> None:
     assert cli.DEFAULT_MAX_PIXELS == io.DEFAULT_MAX_PIXELS
 
 
+def test_the_pooling_help_names_every_pooling() -> None:
+    import re
+
+    from reiqa import cli
+    from reiqa.models.backbones import POOLINGS
+
+    named = set(re.findall(r"\b(gap(?:\+\w+)?) \(", cli.POOLING_HELP))
+    assert named == set(POOLINGS)
+
+
 @pytest.mark.parametrize(
     "args",
     [

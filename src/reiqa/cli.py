@@ -30,6 +30,13 @@ MaxPixels = Annotated[
     int, typer.Option(min=1, help="Refuse images with more pixels (checked before decoding).")
 ]
 
+#: reiqa.models.backbones.POOLINGS' keys, written out so that --help never imports torch
+#: (tests/test_cli.py checks that the two agree)
+POOLING_HELP = (
+    "How each encoder's maps become its vector: gap (Re-IQA's global average) or gap+stages "
+    "(with the averages of the last three stages' ends)."
+)
+
 #: the --backend option of score and serve, from the engine table (which imports no torch)
 Backend = Annotated[str, typer.Option(help=engines.help_text())]
 
@@ -131,6 +138,7 @@ def features(
         int | None, typer.Option(help="Downscale so the shorter side is at most this.")
     ] = None,
     compat: Annotated[bool, typer.Option(help="The official demos' half scale (8-bit).")] = False,
+    pooling: Annotated[str, typer.Option(help=POOLING_HELP)] = "gap",
     model: Annotated[Path | None, typer.Option(help="Take the encoders of a model folder instead.")] = None,
     amp: Annotated[str, typer.Option(help="none, bf16 or fp16 (autocast).")] = "none",
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
@@ -151,7 +159,7 @@ def features(
             content=content,
             model=model,
             device=device,
-            options=FeatureOptions(max_side=max_side, min_side=min_side, compat=compat),
+            options=FeatureOptions(max_side=max_side, min_side=min_side, compat=compat, pooling=pooling),
             overwrite=overwrite,
             cache=cache,
             batch_size=batch_size,
@@ -413,6 +421,7 @@ def make_bundle(
         int | None, typer.Option(help="As given to `reiqa features` for the regressor's features.")
     ] = None,
     compat: Annotated[bool, typer.Option(help="As given to `reiqa features`.")] = False,
+    pooling: Annotated[str, typer.Option(help="As given to `reiqa features`.")] = "gap",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:
     """Put encoders (ours or the official release) and a fitted regressor into one model folder
@@ -433,7 +442,7 @@ def make_bundle(
         ),
     )
 
-    options = FeatureOptions(max_side=max_side, min_side=min_side, compat=compat)
+    options = FeatureOptions(max_side=max_side, min_side=min_side, compat=compat, pooling=pooling)
     write_bundle(quality, content, regressor, out, name=name, half=half, options=options)
     typer.echo(f"wrote {out}")
 

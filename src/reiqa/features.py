@@ -13,6 +13,7 @@ bicubic, which is the computation of Pillow's BICUBIC resize the official demos 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -40,7 +41,7 @@ from reiqa.io import (
     load_image,
     to_tensor,
 )
-from reiqa.models.backbones import InputNorm
+from reiqa.models.backbones import POOLINGS, InputNorm, set_pooling
 from reiqa.models.checkpoints import load_encoder
 from reiqa.resize import cap_size, half_scale
 from reiqa.schema import from_dict
@@ -57,11 +58,15 @@ class FeatureOptions:
         max_side: downscale images whose longer side is larger (antialiased); None: full size.
         min_side: downscale so that the shorter side is at most this; None: no limit.
         compat: the official demos' half scale (rounded to 8 bits).
+        pooling: how each encoder's maps become its vector (``models.backbones.POOLINGS``):
+            'gap', Re-IQA's global average, or 'gap+stages', with the averages of the ends of
+            the last stages too.
     """
 
     max_side: int | None = None
     min_side: int | None = None
     compat: bool = False
+    pooling: str = "gap"
 
     def __post_init__(self) -> None:
         for name in ("max_side", "min_side"):
@@ -72,9 +77,14 @@ class FeatureOptions:
                 )
         if not isinstance(self.compat, bool):
             raise ConfigError(f"features.compat must be true or false, got {self.compat!r}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"features.pooling must be one of {sorted(POOLINGS)}, got {self.pooling!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"max_side": self.max_side, "min_side": self.min_side, "compat": self.compat}
+        out = {"max_side": self.max_side, "min_side": self.min_side, "compat": self.compat}
+        if self.pooling != "gap":  # cards of Re-IQA's pooling stay as they were
+            out["pooling"] = self.pooling
+        return out
 
     @classmethod
     def from_dict(cls, raw: object) -> FeatureOptions:
@@ -91,6 +101,8 @@ class FeatureModel(nn.Module):
         quality_norm, content_norm: the input normalisation each backbone was trained with
             (``InputNorm`` kinds): raw [0, 1] RGB for Re-IQA's quality encoder, ImageNet
             statistics for its content encoder, 'tf-lite' for EfficientNet-Lite.
+        pooling: how each backbone's maps become its vector (``FeatureOptions.pooling``); the
+            backbones are set to it (``models.backbones.set_pooling``).
         engine: what runs the backbones (``reiqa.engines``): its pixel budget per forward pass
             and its arithmetic come with it. Backbones run by a graph engine are built by
             ``reiqa.inference.onnx.on_engine``.
@@ -106,12 +118,17 @@ class FeatureModel(nn.Module):
         compat: bool = False,
         quality_norm: str = "none",
         content_norm: str = "imagenet",
+        pooling: str = "gap",
         engine: Engine = ENGINES["torch"],
         weights_hash: hashlib._Hash | None = None,
     ) -> None:
         super().__init__()
         if quality is None and content is None:
             raise ValueError("a FeatureModel needs at least one encoder")
+        for encoder in (quality, content):
+            if encoder is not None:
+                set_pooling(encoder, pooling)
+        self.pooling = pooling
         self.quality = quality
         self.content = content
         self.quality_norm = InputNorm(quality_norm)
@@ -123,7 +140,12 @@ class FeatureModel(nn.Module):
 
     @classmethod
     def from_files(
-        cls, quality: str | Path | None, content: str | Path | None, *, compat: bool = False
+        cls,
+        quality: str | Path | None,
+        content: str | Path | None,
+        *,
+        compat: bool = False,
+        pooling: str = "gap",
     ) -> FeatureModel:
         """From encoder files written by ``reiqa pretrain`` (encoder.json + encoder.safetensors)."""
         q, q_about = load_encoder(Path(quality)) if quality else (None, None)
@@ -134,6 +156,24 @@ class FeatureModel(nn.Module):
             compat=compat,
             quality_norm=(q_about and q_about.input_norm) or "none",
             content_norm=(c_about and c_about.input_norm) or "imagenet",
+            pooling=pooling,
+        )
+
+    def with_pooling(self, pooling: str) -> FeatureModel:
+        """These encoders with another pooling (a new model sharing the weights; this one keeps
+        its own)."""
+        if pooling == self.pooling:
+            return self
+        if self.engine.start is not None:
+            raise FeatureError(f"the pooling of encoders run by {self.engine.name} is part of their graphs")
+        return FeatureModel(
+            copy.copy(self.quality) if self.quality is not None else None,
+            copy.copy(self.content) if self.content is not None else None,
+            compat=self.compat,
+            quality_norm=self.quality_norm.kind,
+            content_norm=self.content_norm.kind,
+            pooling=pooling,
+            weights_hash=self._weights_hash,
         )
 
     @property
@@ -167,6 +207,8 @@ class FeatureModel(nn.Module):
         options = {"compat": self.compat, "max_side": max_side, "min_side": min_side}
         if (self.quality_norm.kind, self.content_norm.kind) != ("none", "imagenet"):
             options["norms"] = [self.quality_norm.kind, self.content_norm.kind]
+        if self.pooling != "gap":
+            options["pooling"] = self.pooling
         if self.engine.precision != "fp32":  # other numbers: never mixed with fp32 in caches and outputs
             options["precision"] = self.engine.precision
         h.update(json.dumps(options).encode())

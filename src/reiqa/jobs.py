@@ -209,9 +209,9 @@ def extract_to_file(
     refuse_to_replace(Path(out), overwrite=overwrite)
     options = options or FeatureOptions()
     if model is not None:
-        net = load(model).features
+        net = load(model).features.with_pooling(options.pooling)
     else:
-        net = FeatureModel.from_files(quality, content, compat=options.compat)
+        net = FeatureModel.from_files(quality, content, compat=options.compat, pooling=options.pooling)
     table = extract(
         net,
         list_training_images(inputs),

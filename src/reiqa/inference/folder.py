@@ -93,6 +93,7 @@ def _read_dir(directory: Path, device: torch.device) -> ReIQA:
         compat=card.features.compat,
         quality_norm=card.input_norm("quality"),
         content_norm=card.input_norm("content"),
+        pooling=card.features.pooling,
     )
     _check_width(
         features, regressor, directory / "regressor.safetensors", "the bundle's files do not belong together"
@@ -174,7 +175,12 @@ def assemble(
         features=features,
     )
     net = FeatureModel(
-        quality, content, compat=features.compat, quality_norm=quality_norm, content_norm=content_norm
+        quality,
+        content,
+        compat=features.compat,
+        quality_norm=quality_norm,
+        content_norm=content_norm,
+        pooling=features.pooling,
     )
     _check_width(net, regressor, "assemble", "fit it on features of the same encoders")
     return ReIQA(net, regressor, card)

@@ -57,7 +57,9 @@ class _Flat(nn.Module):
 
 class EngineEncoder(nn.Module):
     """A backbone run by another engine: (N, 3, H, W) normalised float -> (N, D) float32 on the
-    input's device."""
+    input's device. Its pooling is part of the exported graph."""
+
+    pooled_in_graph = True
 
     def __init__(self, run: Runner, feature_dim: int, engine: str) -> None:
         super().__init__()
@@ -194,6 +196,7 @@ def on_engine(features: FeatureModel, engine: Engine, *, folder: Path | None = N
         compat=features.compat,
         quality_norm=features.quality_norm.kind,
         content_norm=features.content_norm.kind,
+        pooling=features.pooling,
         engine=engine,
         weights_hash=features.weights_hash(),  # same model id as the torch encoders
     )

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from reiqa.errors import UnknownNameError
+from reiqa.errors import ConfigError, UnknownNameError
 from reiqa.models.efficientnet_lite import efficientnet_lite0
 from reiqa.models.resnet import resnet18, resnet34, resnet50
 
@@ -30,6 +30,33 @@ NORMS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
     "tf-lite": ((127 / 255,) * 3, (128 / 255,) * 3),
 }
+
+
+#: how an encoder's maps become its feature vector (``FeatureOptions.pooling``)
+POOLINGS: dict[str, str] = {
+    "gap": "the global average of the last map (Re-IQA's features)",
+    "gap+stages": "the global average of the last map, then those of the ends of the last three "
+    "stages before it (EfficientNet-Lite0: stages 5, 6 and 7, 112 + 192 + 320 channels; ResNet: "
+    "layer2 and layer3)",
+}
+
+
+def set_pooling(net: nn.Module, pooling: str) -> nn.Module:
+    """Make ``net`` return the vector of ``pooling`` (a key of ``POOLINGS``), in place; its
+    ``feature_dim`` follows. The weights are untouched. A module without stage outputs (an
+    exported graph, whose pooling is part of the graph) is returned as it is for 'gap' and
+    refused otherwise."""
+    if pooling not in POOLINGS:
+        raise ConfigError(f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}")
+    stage_ends = getattr(net, "stage_ends", None)
+    if stage_ends is None:
+        if pooling != "gap" and not getattr(net, "pooled_in_graph", False):
+            raise ConfigError(f"a {type(net).__name__} has no stage outputs to pool ({pooling!r})")
+        return net
+    taps = stage_ends() if pooling == "gap+stages" else {}
+    net.taps = tuple(taps)
+    net.feature_dim = net.gap_dim + sum(taps.values())
+    return net
 
 
 def feature_dim(arch: str) -> int:

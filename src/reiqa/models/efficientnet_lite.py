@@ -14,6 +14,7 @@ onto this module's parameter names; ``reiqa.models.importers`` reads the file.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import torch
@@ -117,9 +118,26 @@ class EfficientNetLite(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.head = ConvBNAct(cin, HEAD_WIDTH, 1)
         self.feature_dim = HEAD_WIDTH
+        self.gap_dim = HEAD_WIDTH
+        #: indices of blocks whose global averages follow the head's (``backbones.set_pooling``)
+        self.taps: tuple[int, ...] = ()
+        ends = itertools.accumulate(repeats for repeats, *_ in stages)
+        self._stage_ends = {end - 1: stage[4] for end, stage in zip(ends, stages, strict=True)}
+
+    def stage_ends(self, last: int = 3) -> dict[int, int]:
+        """{block index: width} of the ends of the last ``last`` stages (stages 5, 6, 7 of Lite0)."""
+        return dict(list(self._stage_ends.items())[-last:])
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.blocks(self.stem(x))).mean(dim=(2, 3))
+        x = self.stem(x)
+        if not self.taps:
+            return self.head(self.blocks(x)).mean(dim=(2, 3))
+        pooled = []
+        for index, block in enumerate(self.blocks):
+            x = block(x)
+            if index in self.taps:
+                pooled.append(x.mean(dim=(2, 3)))
+        return torch.cat([self.head(x).mean(dim=(2, 3)), *pooled], dim=1)
 
 
 def efficientnet_lite0(**_: object) -> EfficientNetLite:

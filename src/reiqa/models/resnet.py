@@ -5,6 +5,7 @@ more than half of what scoring one photo takes after ``import torch``."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 __all__ = ["ResNet", "resnet18", "resnet34", "resnet50"]
@@ -83,8 +84,13 @@ class ResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = self._make_layer(block, 64, layers[0])
         self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
+        self._widths = {"layer2": self.inplanes}
         self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
+        self._widths["layer3"] = self.inplanes
         self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.gap_dim = self.inplanes
+        #: names of layers whose global averages follow the last one's (``backbones.set_pooling``)
+        self.taps: tuple[str, ...] = ()
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
         if not initialise:  # weights about to be loaded (and, on the meta device, kaiming_normal_
@@ -110,10 +116,22 @@ class ResNet(nn.Module):
         layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
+    def stage_ends(self, last: int = 3) -> dict[str, int]:
+        """{layer name: width} of the stages before the last: ``layer2`` and ``layer3`` for the
+        last three stages, ``layer4``'s own average being the head's (``backbones.set_pooling``)."""
+        names = ("layer2", "layer3")[max(0, 3 - last) :]
+        return {name: self._widths[name] for name in names}
+
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(self.avgpool(x).flatten(1))
+        x = self.layer1(x)
+        pooled = []
+        for name in ("layer2", "layer3"):
+            x = getattr(self, name)(x)
+            if name in self.taps:
+                pooled.append(x.mean(dim=(2, 3)))
+        x = self.fc(self.avgpool(self.layer4(x)).flatten(1))
+        return torch.cat([x, *pooled], dim=1) if pooled else x
 
 
 def resnet18(*, initialise: bool = True, **_: object) -> ResNet:
