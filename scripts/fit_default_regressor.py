@@ -1,15 +1,16 @@
 """Refit a model folder's regressor on CLIVE and BIQ2021 Train together, with ranking pairs.
 
     .venv/bin/python scripts/fit_default_regressor.py --model MODEL_DIR --data DATA --biq2021 BIQ \\
-        --pairs-from BSDS --work WORK [--biq-train 4000] [--pair-images 120]
+        --pairs-from BSDS --work WORK [--biq-train 4000] [--pair-images 120] [--pair-weights W ...]
 
 The features are the model's own (its encoders as stored, at its size cap), extracted for the
 CLIVE images (DATA/clive) and the first ``--biq-train`` rows of BIQ2021 Train and cached under
 WORK; ranking pairs come from the first ``--pair-images`` photos under BSDS (each above its copies
 degraded by every type of ``reiqa.ranking.DEGRADING``, 320 px centre crops). Then
 ``reiqa.regress.fit_databases`` fits one ridge on both databases (scores standardised per
-database; strength and pair weight by 5-fold CV on these training data only), rescaled to CLIVE's
-0-100 scale, and the result replaces MODEL_DIR's regressor. ``scripts/build_default_model.sh``
+database; strength and pair weight by 5-fold CV on these training data only, or the pair weight
+fixed by ``--pair-weights W``), rescaled to CLIVE's 0-100 scale, and the result replaces
+MODEL_DIR's regressor. The features have the model card's pooling. ``scripts/build_default_model.sh``
 runs this after ``reiqa bundle``.
 """
 
@@ -31,7 +32,7 @@ from reiqa.features import extract  # noqa: E402
 from reiqa.inference import load  # noqa: E402
 from reiqa.inputs import find_images  # noqa: E402
 from reiqa.ranking import DEGRADING, degradation_pairs_of_files  # noqa: E402
-from reiqa.regress import FileRef, FitInfo, fit_databases  # noqa: E402
+from reiqa.regress import FileRef, FitInfo, QualityRegressor, fit_databases  # noqa: E402
 from reiqa.runtime import tune_allocator  # noqa: E402
 
 
@@ -44,6 +45,13 @@ def main() -> None:
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--biq-train", type=int, default=4000)
     ap.add_argument("--pair-images", type=int, default=120)
+    ap.add_argument(
+        "--pair-weights",
+        type=float,
+        nargs="+",
+        default=None,
+        help="candidate weights of the ranking term (default: the regressor's grid); one value fixes it",
+    )
     args = ap.parse_args()
     tune_allocator()
     bundle = load(args.model)
@@ -57,7 +65,8 @@ def main() -> None:
         parts.append(align(table, labels)[:2])
     sources = find_images([args.pairs_from], recursive=True)[: args.pair_images]
     pairs = degradation_pairs_of_files(model, sources, cache=args.work)
-    reg = fit_databases(parts, pairs=pairs)
+    grid = QualityRegressor(pair_weights=tuple(args.pair_weights)) if args.pair_weights else None
+    reg = fit_databases(parts, pairs=pairs, regressor=grid)
     y_clive = parts[0][1]
     scores = FileRef("mos.csv", file_sha256(args.data / "clive" / "mos.csv"))
     reg.info = FitInfo(

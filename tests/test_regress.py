@@ -133,6 +133,16 @@ def test_fit_with_pairs_chooses_a_weight_and_round_trips(tmp_path) -> None:
     loaded = QualityRegressor.load(reg.save(tmp_path / "r"))
     assert loaded.pair_weight_ == reg.pair_weight_ and loaded.selection_ == reg.selection_
     np.testing.assert_allclose(loaded.predict(x), reg.predict(x))
+    from reiqa.regress import ranked_ridge
+
+    given = QualityRegressor(alphas=(0.1, 1.0, 10.0), pair_weights=(100.0,)).fit(x, y, pairs=pairs)
+    assert given.selection_.pairs.by == "given" and given.selection_.pairs.grid == {}
+    assert given.pair_weight_ == 100.0 and given.alpha_ == reg.alpha_  # no search, the same ridge
+    z = (x - given.mean_) / given.scale_
+    expected, _ = ranked_ridge(
+        z, y, pairs / given.scale_, alpha=given.alpha_, weight=100.0, margin=given.margin * y.std()
+    )
+    np.testing.assert_allclose(given.coef_, expected)
     with pytest.raises(RegressorError, match=r"method='ridge' only"):
         QualityRegressor(method="elasticnet").fit(x, y, pairs=pairs)
     with pytest.raises(RegressorError, match=r"pairs must be \(m, 8\)"):

@@ -324,7 +324,11 @@ class QualityRegressor:
     def _choose_pair_weight(
         self, z: np.ndarray, y: np.ndarray, dz: np.ndarray, margin: float
     ) -> tuple[float, PairSelection]:
-        """The pair weight with the best held-out SRCC + share of held-out pairs ordered right."""
+        """The pair weight with the best held-out SRCC + share of held-out pairs ordered right; a
+        single candidate is taken as given (no cross-validation)."""
+        if len(self.pair_weights) == 1:
+            weight = float(self.pair_weights[0])
+            return weight, PairSelection(by="given", n_pairs=len(dz), margin_std=self.margin, weight=weight)
         folds = min(self.folds, len(y), len(dz))
         if folds < 2:
             raise RegressorError(f"need at least 2 pairs to choose the pair weight, got {len(dz)}")
