@@ -76,6 +76,13 @@ def test_an_existing_targets_permissions_are_kept_and_a_new_file_gets_the_usual_
     fresh = tmp_path / "fresh.txt"
     write_bytes_atomic(fresh, b"x")
     assert _mode(fresh) == 0o666 & ~_umask()
+    # a writer that creates its file for the owner only (safetensors' save_file does) still
+    # leaves a new target with the usual permissions: model folders readable by their group
+    private = tmp_path / "private.bin"
+    with atomic_path(private) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+    assert _mode(private) == 0o666 & ~_umask()
 
 
 def test_the_file_is_synced_before_the_rename_and_the_folder_after(tmp_path: Path, monkeypatch) -> None:

@@ -41,6 +41,25 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+#: the permissions of a new file (``open`` with the process's umask); read once, at import
+_NEW_FILE_MODE = 0o666 & ~_umask()
+
+
+def _mode_for(path: Path) -> int:
+    """An existing target's permissions, else those ``open`` gives a new file (some writers, as
+    safetensors' ``save_file``, create theirs readable by the owner only)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return _NEW_FILE_MODE
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary sibling of ``path`` for a writer to create (safetensors ``save_file``, PIL
@@ -49,8 +68,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     The temporary file is hidden (``.{name}.{random}.tmp``) in ``path``'s folder, which is created
     if missing. Its name does not end with ``path``'s suffix: give writers that choose the format
     by suffix the format (``savefig(format=...)``) or an open file (``np.save(f, ...)``). On a
-    normal exit the file is synced to disk, given an existing target's permissions (a new one
-    keeps those the writer created it with), renamed over ``path``, and the folder synced. On an
+    normal exit the file is synced to disk, given an existing target's permissions (a new one:
+    those ``open`` gives a new file under the umask), renamed over ``path``, and the folder synced. On an
     exception the temporary file is removed, the target left as it was, and the error raised."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,8 +77,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_file(tmp)
-        with contextlib.suppress(OSError):  # no target yet: keep the new file's own mode
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
