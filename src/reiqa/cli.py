@@ -24,6 +24,7 @@ DEFAULT_MAX_PIXELS = 1 << 28
 if TYPE_CHECKING:
     from reiqa.features import FeatureTable
     from reiqa.jobs import ScoringRun
+    from reiqa.train.finetune import FinetuneResult
 
 #: the --max-pixels option of every command that decodes images
 MaxPixels = Annotated[
@@ -117,6 +118,84 @@ def pretrain(
     tune_allocator()
     result = run(cfg, data, out, resume=resume, device=device, progress=progress)
     typer.echo(f"stopped at step {result.step}; loss {result.final_loss}; outputs in {result.out_dir}")
+
+
+@app.command()
+def finetune(
+    db: Annotated[
+        list[str],
+        typer.Option(
+            "--db",
+            help="NAME=ROOT: a database of reiqa.datasets (clive, biq2021, koniq10k, ...) and its folder, "
+            "or csv=FILE (repeatable; the first one's scale is the output's).",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Run folder; it becomes the model folder.")],
+    model: Annotated[str, typer.Option(help="'default' or the model folder to start from.")] = "default",
+    epochs: Annotated[int, typer.Option(min=1)] = 3,
+    batch_size: Annotated[int, typer.Option(min=2, help="Crops per step, of one database.")] = 8,
+    crop: Annotated[int, typer.Option(min=32, help="Training crop side in pixels.")] = 320,
+    val_fraction: Annotated[float, typer.Option(help="Training rows held out for validation.")] = 0.2,
+    val: Annotated[int | None, typer.Option(min=2, help="Or: this many rows per database.")] = None,
+    freeze: Annotated[
+        list[str] | None, typer.Option(help="quality or content: keep that encoder as it is.")
+    ] = None,
+    lr: Annotated[float, typer.Option(help="Peak learning rate of the encoders (AdamW).")] = 1e-5,
+    head_lr: Annotated[float, typer.Option(help="Peak learning rate of the linear head.")] = 1e-4,
+    degrade_weight: Annotated[float, typer.Option(min=0, help="Degraded-copy hinge (0: off).")] = 1.0,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps.")] = None,
+    time_limit: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
+    amp: Annotated[str, typer.Option(help="none, bf16 or fp16 (autocast).")] = "none",
+    workers: Annotated[int, typer.Option(min=0, help="Decoding processes.")] = 2,
+    seed: Annotated[int, typer.Option()] = 0,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Any config field, e.g. mse_weight=0.5.")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the checkpoint in --out.")] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Fine-tune a model's encoders and regressor on opinion scores (ranking + z-score losses,
+    one database per batch, degraded copies ranked below); --out becomes a model folder."""
+    from reiqa.train.finetune import config_from_options, run
+
+    cfg = config_from_options(
+        db,
+        overrides=set_ or (),
+        model=model,
+        epochs=epochs,
+        batch_size=batch_size,
+        crop=crop,
+        val_fraction=val_fraction,
+        val=val,
+        freeze=freeze,
+        lr_encoder=lr,
+        lr_head=head_lr,
+        degrade_weight=degrade_weight,
+        max_steps=max_steps,
+        time_limit=time_limit,
+        amp=amp,
+        workers=workers,
+        seed=seed,
+    )
+    _print_finetune(run(cfg, out, resume=resume, device=device, progress=progress))
+
+
+def _print_finetune(result: FinetuneResult) -> None:
+    """Skipped files on stderr; where the run stopped and the model folder it wrote."""
+    for name in result.skipped:
+        _echo(f"skipped: {name}", err=True)
+    _echo(f"stopped at step {result.step} ({result.stopped}); history in {result.out_dir / 'history.json'}")
+    if result.best is None:
+        _echo("no validation yet: no model folder written (resume to continue)", err=True)
+        return
+    figures = ", ".join(
+        f"{k} {v['srcc']:.3f}" for k, v in result.best["databases"].items() if v["srcc"] is not None
+    )
+    step = result.best["step"]
+    _echo(f"model folder {result.out_dir}: the step-{step} checkpoint (validation SRCC {figures})")
+    if result.skipped:
+        _echo(f"{len(result.skipped)} unreadable training image(s) skipped", err=True)
 
 
 @app.command()
@@ -467,7 +546,7 @@ def export_encoder_cmd(
 def import_encoder_cmd(
     source: Annotated[Path, typer.Argument(help="A weights file of another project.")],
     kind: Annotated[
-        str, typer.Option("--from", help="efficientnet-lite0, official-quality or official-content.")
+        str, typer.Option("--from", help="efficientnet-lite0|1|2, official-quality or official-content.")
     ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output stem: writes STEM.safetensors + STEM.json.")
