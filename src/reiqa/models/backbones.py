@@ -1,6 +1,6 @@
 """Feature backbones without the classifier: (N, 3, H, W) -> (N, D) pooled. ResNets built as
-torchvision builds them (``reiqa.models.resnet``: the encoders Re-IQA trains) and EfficientNet-Lite0
-(an ImageNet content encoder)."""
+torchvision builds them (``reiqa.models.resnet``: the encoders Re-IQA trains) and EfficientNet-Lite0,
+Lite1 and Lite2 (ImageNet content encoders)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from reiqa.errors import ConfigError, UnknownNameError
-from reiqa.models.efficientnet_lite import efficientnet_lite0
+from reiqa.models.efficientnet_lite import efficientnet_lite0, efficientnet_lite1, efficientnet_lite2
 from reiqa.models.resnet import resnet18, resnet34, resnet50
 
 #: name -> (constructor, pooled feature dimension)
@@ -20,6 +20,8 @@ BACKBONES: dict[str, tuple[Callable[..., nn.Module], int]] = {
     "resnet34": (resnet34, 512),
     "resnet50": (resnet50, 2048),
     "efficientnet_lite0": (efficientnet_lite0, 1280),
+    "efficientnet_lite1": (efficientnet_lite1, 1280),
+    "efficientnet_lite2": (efficientnet_lite2, 1280),
 }
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -36,8 +38,8 @@ NORMS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 POOLINGS: dict[str, str] = {
     "gap": "the global average of the last map (Re-IQA's features)",
     "gap+stages": "the global average of the last map, then those of the ends of the last three "
-    "stages before it (EfficientNet-Lite0: stages 5, 6 and 7, 112 + 192 + 320 channels; ResNet: "
-    "layer2 and layer3)",
+    "stages before it (EfficientNet-Lite0 and Lite1: stages 5, 6 and 7, 112 + 192 + 320 channels; "
+    "Lite2: 120 + 208 + 352; ResNet: layer2 and layer3)",
 }
 
 
@@ -75,9 +77,9 @@ def build_backbone(arch: str, *, initialise: bool = True) -> nn.Module:
     """A randomly initialised backbone that returns the global-average-pooled feature, its width
     in ``feature_dim``. ResNets are torchvision's (``reiqa.models.resnet``: Kaiming fan-out convs,
     BN weight 1 and bias 0, as the official training) with ``fc`` the identity; their parameter
-    names are torchvision's, which the official checkpoints also use. EfficientNet-Lite0 is
-    ``reiqa.models.efficientnet_lite``. ``initialise=False`` skips the ResNets' initialisation
-    loop, for weights that are loaded right after."""
+    names are torchvision's, which the official checkpoints also use. EfficientNet-Lite0, Lite1
+    and Lite2 are ``reiqa.models.efficientnet_lite``. ``initialise=False`` skips the ResNets'
+    initialisation loop, for weights that are loaded right after."""
     constructor, dim = _lookup(arch)
     net = constructor(weights=None, initialise=initialise)
     if hasattr(net, "fc"):

