@@ -52,21 +52,23 @@ fi
 
 # 3. features of the 862 CLIVE images, 4. ridge on their opinion scores, 5. the bundle.
 # The model downscales images larger than 1024 px (longer side); no CLIVE image is that large.
+# Each encoder's vector: the head's global average and those of stages 5, 6 and 7 (gap+stages).
 MAX_SIDE=1024
+POOLING=gap+stages
 "$REIQA" features "$DATA/clive/images" --quality "$QUALITY" --content "$WORK/content/encoder.json" \
-    --max-side "$MAX_SIDE" --out "$WORK/clive-features.safetensors" --cache "$WORK/cache" --device cpu \
-    --overwrite
+    --max-side "$MAX_SIDE" --pooling "$POOLING" --out "$WORK/clive-features.safetensors" \
+    --cache "$WORK/cache" --device cpu --overwrite
 "$REIQA" fit --features "$WORK/clive-features.safetensors" --scores "$DATA/clive/mos.csv" \
     --images "$DATA/clive/images" --out "$WORK/regressor" --overwrite
 "$REIQA" bundle --quality "$QUALITY" --content "$WORK/content/encoder.json" \
-    --regressor "$WORK/regressor" --max-side "$MAX_SIDE" --out "$OUT" --overwrite \
-    --name "reiqa-default (EfficientNet-Lite0 quality + EfficientNet-Lite0 content; CLIVE + BIQ2021 ridge with ranking pairs)"
+    --regressor "$WORK/regressor" --max-side "$MAX_SIDE" --pooling "$POOLING" --out "$OUT" --overwrite \
+    --name "reiqa-default (EfficientNet-Lite0 quality + EfficientNet-Lite0 content, head and last three stages pooled; CLIVE + BIQ2021 ridge with ranking pairs)"
 
 # 6. the shipped regressor: CLIVE + BIQ2021 Train with ranking pairs, on the bundle's own features.
 # BIQ2021=clone of github.com/nisarahmedrana/BIQ2021, BSDS=folder of BSDS500 photos (images/).
 if [ -n "${BIQ2021:-}" ] && [ -n "${BSDS:-}" ]; then
     .venv/bin/python scripts/fit_default_regressor.py --model "$OUT" --data "$DATA" --biq2021 "$BIQ2021" \
-        --pairs-from "$BSDS" --work "$WORK"
+        --pairs-from "$BSDS" --work "$WORK" --pair-weights 10
 else
     echo "BIQ2021 and BSDS not set: $OUT keeps the CLIVE-only regressor (not the shipped recipe)"
 fi

@@ -417,6 +417,7 @@ BROKEN = [
     pytest.param("model.json", _card("features", "max_side", -5), "features.max_side", id="max_side<1"),
     pytest.param("model.json", _card("features", "max_side", "1024"), "features.max_side", id="max_side-str"),
     pytest.param("model.json", _card("features", "min_side", 0), "features.min_side", id="min_side=0"),
+    pytest.param("model.json", _card("features", "pooling", "max"), "features.pooling", id="pooling"),
     pytest.param(
         "model.json", _card("score", "range", [90, 10]), r"score.range .*low < high", id="range-reversed"
     ),
@@ -459,7 +460,7 @@ BROKEN = [
     pytest.param(
         "regressor.safetensors",
         _tensors(_shorter),
-        "fitted on 5119 features, these encoders give 5120",
+        "fitted on 7615 features, these encoders give 7616",
         id="width",
     ),
     pytest.param("regressor.safetensors", _bytes(lambda b: b[: len(b) // 2]), "unreadable", id="reg-torn"),
