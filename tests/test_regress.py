@@ -185,7 +185,7 @@ def test_the_shipped_regressor_reads_into_typed_records_and_round_trips(tmp_path
     assert sel.pairs.weight == 10.0 and sel.pairs.grid == raw["selection"]["pairs"]["grid"]
     assert sel.extra == {"scale": raw["selection"]["scale"]}  # a key beyond the fields is kept
     assert info.scores == FileRef("mos.csv", raw["info"]["scores"]["sha256"]) and info.features is None
-    assert info.n == 4862 and info.score_range == (3.42, 92.432) and info.blocks[0] == ("quality_full", 1280)
+    assert info.n == 4862 and info.score_range == (3.42, 92.432) and info.blocks[0] == ("quality_full", 1904)
     assert set(info.extra) == {"databases", "pairs", "scale"}
     reg.save(tmp_path)
     again = json.loads((tmp_path / "regressor.json").read_text(encoding="utf-8"))
