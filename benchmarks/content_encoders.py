@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 import reiqa  # noqa: E402
 from reiqa import datasets  # noqa: E402
+from reiqa.atomic import write_text_atomic  # noqa: E402
 from reiqa.evaluate import evaluate, make_splits, metrics  # noqa: E402
 from reiqa.features import FeatureModel, encode, extract  # noqa: E402
 from reiqa.models.backbones import InputNorm  # noqa: E402
@@ -291,8 +292,7 @@ def main() -> None:
         "model_id": model.model_id,
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")  # the folder is made if missing
     print(f"wrote {args.out}")
 
 

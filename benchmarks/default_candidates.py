@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 import reiqa  # noqa: E402
 from reiqa import datasets  # noqa: E402
+from reiqa.atomic import write_text_atomic  # noqa: E402
 from reiqa.evaluate import align, make_splits, metrics  # noqa: E402
 from reiqa.features import extract  # noqa: E402
 from reiqa.inputs import find_images  # noqa: E402
@@ -153,8 +154,7 @@ def final_tables(args, table, features_of, sets, cols, yc, yb) -> None:
         f"across: ridge (5-fold CV) on all {len(yc)} CLIVE images -> BIQ2021 Test, and on the first "
         f"{len(yb)} rows of BIQ2021 Train -> all CLIVE images"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(final, indent=2) + "\n")
+    write_text_atomic(args.out, json.dumps(final, indent=2) + "\n")  # the folder is made if missing
     print(f"wrote {args.out}")
 
 
@@ -218,8 +218,7 @@ def main() -> None:
         "model": model.name,
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")  # the folder is made if missing
     print(f"wrote {args.out}")
 
 

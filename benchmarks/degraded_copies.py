@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reiqa import distortions  # noqa: E402
+from reiqa.atomic import write_text_atomic  # noqa: E402
 from reiqa.features import encode  # noqa: E402
 from reiqa.inference import load  # noqa: E402
 from reiqa.inputs import find_images  # noqa: E402
@@ -79,10 +80,8 @@ def main() -> None:
         print(
             f"{folder}: {r['share_below']:.1%} of {r['copies']} copies below pristine; rewarded: {rewarded}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"types": list(TYPES), "levels": args.levels, "results": results}, indent=2)
-    )
+    report = {"types": list(TYPES), "levels": args.levels, "results": results}
+    write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")  # the folder is made if missing
     print(f"wrote {args.out}")
 
 
