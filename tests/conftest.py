@@ -39,6 +39,17 @@ def textured_images(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
     return (0.55 * smooth + 0.3 * edges + 0.15 * texture).clamp(0.0, 1.0)
 
 
+def randomize_batchnorm(*nets: torch.nn.Module) -> None:
+    """Random BatchNorm running statistics (fresh ones are 0 and 1, which hide mistakes in BN
+    folding and in which map is pooled), drawn from torch's global generator."""
+    with torch.no_grad():
+        for net in nets:
+            for m in net.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.2, 0.2)
+                    m.running_var.uniform_(0.5, 1.5)
+
+
 def save_tiny_bundle(folder, seed: int = 0, name: str = "test model"):
     """A small model folder (a random ResNet-18 quality encoder and a ridge fitted on random
     features) for tests of scoring, written to ``folder``; returns the folder."""

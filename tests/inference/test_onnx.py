@@ -21,7 +21,7 @@ from reiqa.inference.onnx import cache_dir, export_onnx, exported_graphs
 from reiqa.io import save_image
 from reiqa.models.backbones import build_backbone
 from reiqa.regress import QualityRegressor
-from tests.conftest import textured_images
+from tests.conftest import randomize_batchnorm, textured_images
 
 pytest.importorskip("onnxscript", reason="ONNX export needs onnx and onnxscript: pip install 'reiqa[onnx]'")
 ort = pytest.importorskip("onnxruntime", reason="pip install 'reiqa[onnx]'")
@@ -34,11 +34,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-encoder model (random ResNet-18 quality, random EfficientNet-Lite0 content)."""
     torch.manual_seed(0)
     quality, content = build_backbone("resnet18"), build_backbone("efficientnet_lite0")
-    with torch.no_grad():  # random BatchNorm statistics, so that the graphs' BN folding is exercised
-        for m in [*quality.modules(), *content.modules()]:
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
+    randomize_batchnorm(quality, content)  # so that the graphs' BN folding is exercised
     rng = np.random.default_rng(0)
     width = 2 * (512 + 1280)
     regressor = QualityRegressor(alphas=(1.0,)).fit(rng.normal(size=(16, width)), rng.uniform(0, 100, 16))

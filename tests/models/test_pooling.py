@@ -16,15 +16,11 @@ from reiqa.features import FeatureModel, FeatureOptions
 from reiqa.inference import ScoreSpec, assemble, load
 from reiqa.models.backbones import build_backbone, set_pooling
 from reiqa.regress import QualityRegressor
-from tests.conftest import textured_images
+from tests.conftest import randomize_batchnorm, textured_images
 
 
 def _with_random_statistics(net: torch.nn.Module) -> torch.nn.Module:
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
+    randomize_batchnorm(net)
     return net.eval()
 
 
