@@ -365,11 +365,14 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """'section.field=value' with a JSON value (bare words are taken as strings)."""
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} is not KEY=VALUE (e.g. optim.epochs=10)")
-    key, raw = text.split("=", 1)
+def parse_override(
+    text: str, *, what: str = "override", form: str = "KEY=VALUE", example: str = "optim.epochs=10"
+) -> tuple[str, Any]:
+    """'section.field=value' with a JSON value (bare words are taken as strings); ``what``,
+    ``form`` and ``example`` word the error for the command that reads it."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{what} {text!r} is not {form} (e.g. {example})")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:

@@ -13,6 +13,7 @@ from typing import Any
 
 from reiqa import schema
 from reiqa.errors import ConfigError
+from reiqa.train import config as train_config
 
 __all__ = [
     "CSV",
@@ -194,15 +195,9 @@ def parse_database(text: str) -> Database:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """'field=value' with a JSON value (bare words are taken as strings)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set {text!r} is not FIELD=VALUE (e.g. --set mse_weight=0.5)")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip(), value
+    """'field=value' with a JSON value (bare words are taken as strings), read as ``reiqa
+    pretrain --set`` reads its overrides."""
+    return train_config.parse_override(text, what="--set", form="FIELD=VALUE", example="--set mse_weight=0.5")
 
 
 def config_from_options(
