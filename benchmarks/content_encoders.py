@@ -139,7 +139,6 @@ def build_candidate(model: reiqa.ReIQA, spec: str, default_side: int | None, poo
         pooling=pooling,
     )
     info = {
-        "encoder": str(path),
         "arch": about.arch,
         "source_file": about.source_file,
         "content_side": side,
