@@ -81,6 +81,7 @@ ALLOWED: dict[str, set[str]] = {
     "cluster": {"errors", "inference", "io", "outputs"},
     "jobs": {"cluster", "errors", "features", "inference", "inputs", "io", "outputs", "runtime"},
     "service": {"errors", "inference", "io", "runtime"},
+    "cull": {"atomic", "digest", "errors", "features", "inference", "inputs", "io", "outputs"},
 }
 TOP = {"cli", "__main__", "reiqa"}  # the command line and the package face may import anything
 

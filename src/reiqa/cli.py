@@ -22,6 +22,7 @@ from reiqa.errors import ReiqaError
 DEFAULT_MAX_PIXELS = 1 << 28
 
 if TYPE_CHECKING:
+    from reiqa.cull import CullRun
     from reiqa.features import FeatureTable
     from reiqa.jobs import ScoringRun
     from reiqa.train.finetune import FinetuneResult
@@ -36,6 +37,16 @@ MaxPixels = Annotated[
 POOLING_HELP = (
     "How each encoder's maps become its vector: gap (Re-IQA's global average) or gap+stages "
     "(with the averages of the last three stages' ends)."
+)
+
+#: reiqa.cull.DEFAULT_SIMILARITY, written out so that --help never imports torch (tests/test_cull.py
+#: checks that the two agree), with what benchmarks/cull_threshold.py measured at it
+DEFAULT_CULL_SIMILARITY = 0.79
+CULL_SIMILARITY_HELP = (
+    "Cosine similarity of content embeddings at or above which two photos are one scene. The default "
+    "0.79, on bursts of photos it was not chosen on: 97 % of the pairs put in one group are one scene, "
+    "66 % of the pairs of one scene are put in one group (re-framed, re-exposed, noisy, JPEG: mostly; "
+    "blurred: a third)."
 )
 
 #: the --backend option of score and serve, from the engine table (which imports no torch)
@@ -422,6 +433,90 @@ def _print_scores(run: ScoringRun, output: Path | None) -> None:
         _echo(f"{r.path:<{width}}  {'-' if r.score is None else f'{r.score:.3f}'}")
     direction = "higher is better" if run.higher_is_better else "lower is better"
     _echo(f"{s.scored} scored, {s.failed} failed ({run.model_name}; {direction})", err=True)
+
+
+@app.command()
+def cull(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders, glob patterns or a CSV list.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="cull.csv, .json or .jsonl (features cached beside it: resumable)."
+        ),
+    ] = None,
+    similarity: Annotated[float, typer.Option(min=-1.0, max=1.0, help=CULL_SIMILARITY_HELP)] = (
+        DEFAULT_CULL_SIMILARITY
+    ),
+    keep: Annotated[int, typer.Option(min=1, help="Keep the best K of each group.")] = 1,
+    link_keepers: Annotated[
+        Path | None,
+        typer.Option(
+            help="Link (hard, else symbolic, else copy) the keepers into this folder; never replaces."
+        ),
+    ] = None,
+    cache: Annotated[
+        Path | None, typer.Option(help="Feature cache folder (default: beside --output).")
+    ] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Search folders recursively.")] = False,
+    model: Annotated[
+        str, typer.Option(help="'default' or a model folder (with a content encoder).")
+    ] = "default",
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    workers: Annotated[int, typer.Option(min=0, help="Decoding processes.")] = 0,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    overwrite: Annotated[bool, typer.Option(help="Replace an output that reiqa cull did not write.")] = False,
+) -> None:
+    """Group near-duplicate photos (re-framed, re-exposed or spoiled shots of one scene) by the
+    content encoder's embedding, rank each group by quality score and mark the best (--keep K);
+    never deletes or moves a file. Exit status 3 when a file or input failed."""
+    from reiqa.cull import cull_inputs
+    from reiqa.runtime import tuned_allocator
+
+    with tuned_allocator():
+        run = cull_inputs(
+            inputs,
+            output,
+            similarity=similarity,
+            keep=keep,
+            link_to=link_keepers,
+            cache=cache,
+            recursive=recursive,
+            model=model,
+            device=device,
+            batch_size=batch_size,
+            workers=workers,
+            max_pixels=max_pixels,
+            overwrite=overwrite,
+            on_problem=lambda message: _echo(f"skipped: {message}", err=True),
+        )
+    _print_cull(run)
+    if run.failed:
+        raise typer.Exit(3)
+
+
+def _print_cull(run: CullRun) -> None:
+    """Failed files on stderr; the rows on stdout (without --output); a summary on stderr."""
+    culled = run.culled
+    for r in culled.records:
+        if r.error:
+            _echo(f"skipped: {r.error}", err=True)
+    if run.output is None:
+        for r in culled.records:
+            if r.group is not None:
+                _echo(f"{r.group:>5}  {'keep' if r.keep else '    '}  {r.score:8.3f}  {r.path}")
+    files = len(culled.records) - culled.failed
+    cached = f" ({culled.cached} from {run.cache})" if culled.cached else ""
+    _echo(
+        f"{files} files{cached}: {culled.groups} groups, {culled.kept} kept, {culled.failed} failed", err=True
+    )
+    if run.output is not None:
+        _echo(f"wrote {run.output}", err=True)
+    if run.links:
+        from collections import Counter
+
+        hows = ", ".join(f"{n} {how}" for how, n in Counter(link.how for link in run.links).items())
+        _echo(f"{len(run.links)} keepers in {run.links[0].target.parent}: {hows}", err=True)
 
 
 @app.command()

@@ -32,7 +32,8 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,10 @@ __all__ = [
     "Repair",
     "ScoreOutput",
     "ScoreRecord",
+    "lock_output",
     "output_format",
     "refuse_to_replace",
+    "take_lock",
 ]
 
 FIELDS = ("path", "score", "error")
@@ -243,21 +246,7 @@ class ScoreOutput:
         return self
 
     def _lock(self) -> None:
-        lock = _hidden(self.path, ".lock")
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise OutputError(f"{self.path}: cannot write in {self.path.parent} ({exc.strerror})") from exc
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(fd)
-                raise OutputError(
-                    f"{self.path}: another reiqa run is writing this output (it holds {lock.name}); "
-                    "wait for it to finish, or give another --output"
-                ) from exc
-        self._lock_fd = fd
+        self._lock_fd = take_lock(self.path)
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -429,6 +418,41 @@ class ScoreOutput:
                 self.log.unlink(missing_ok=True)
         finally:
             self._unlock()
+
+
+def take_lock(output: Path) -> int:
+    """Lock ``.NAME.lock`` beside ``output`` (``flock``, POSIX) so that one run writes the output
+    at a time; returns the descriptor, whose closing releases the lock.
+
+    Raises:
+        OutputError: the folder cannot be written, or another run holds the lock.
+    """
+    lock = _hidden(output, ".lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OutputError(f"{output}: cannot write in {output.parent} ({exc.strerror})") from exc
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise OutputError(
+                f"{output}: another reiqa run is writing this output (it holds {lock.name}); "
+                "wait for it to finish, or give another --output"
+            ) from exc
+    return fd
+
+
+@contextmanager
+def lock_output(output: Path) -> Iterator[None]:
+    """:func:`take_lock` for the ``with`` block (``output``'s real path: a link to an output
+    shares its lock)."""
+    fd = take_lock(Path(os.path.realpath(output)))
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def refuse_to_replace(target: Path, *, overwrite: bool, files: tuple[str, ...] = ()) -> None:
