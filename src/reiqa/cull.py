@@ -44,7 +44,7 @@ from reiqa.inference import ReIQA, load
 from reiqa.inference.pipeline import record
 from reiqa.inputs import expand_inputs
 from reiqa.io import DEFAULT_MAX_PIXELS
-from reiqa.outputs import ScoreRecord, lock_output, output_format
+from reiqa.outputs import ScoreRecord, beside, lock_output, output_format
 
 #: the default ``--similarity``, chosen by benchmarks/cull_threshold.py on bursts made from BSDS500
 #: train photos (the highest recall with groups 99 % precise); on bursts of other photos (BSDS500
@@ -408,10 +408,6 @@ FIELDS = ("path", "group", "score", "keep", "error")
 _RECORD_FORMAT = "reiqa-cull-1"
 
 
-def _hidden(output: Path, tail: str) -> Path:
-    return output.with_name(f".{output.name}{tail}")
-
-
 def format_rows(kind: str, records: Sequence[CullRecord]) -> str:
     """The rows as a ``kind`` ('csv', 'jsonl', 'json') file's text."""
     items = [dict(zip(FIELDS, (r.path, r.group, r.score, r.keep, r.error), strict=True)) for r in records]
@@ -436,7 +432,7 @@ def write_cull(output: Path, culled: Culled, about: dict[str, object]) -> None:
     output = Path(output)
     write_text_atomic(output, format_rows(output_format(output), culled.records), errors="surrogateescape")
     record_text = json.dumps({"format": _RECORD_FORMAT, **about}, indent=1) + "\n"
-    write_text_atomic(_hidden(output, ".reiqa.json"), record_text)
+    write_text_atomic(beside(output, ".reiqa.json"), record_text)
 
 
 def check_output(output: Path, *, overwrite: bool) -> None:
@@ -456,7 +452,7 @@ def check_output(output: Path, *, overwrite: bool) -> None:
     if not output.exists() or overwrite:
         return
     try:
-        about = json.loads(_hidden(output, ".reiqa.json").read_text(encoding="utf-8"))
+        about = json.loads(beside(output, ".reiqa.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         about = None
     if not isinstance(about, dict) or about.get("format") != _RECORD_FORMAT:
@@ -580,7 +576,7 @@ def cull_inputs(
     input that names no image file or cannot be used, before the model is loaded."""
     if output is not None:
         check_output(output, overwrite=overwrite)
-        cache = cache if cache is not None else _hidden(Path(output), ".cache")
+        cache = cache if cache is not None else beside(Path(output), ".cache")
     run = CullRun(Culled([], 0), output=output, cache=cache)
     paths = expand_inputs(inputs, recursive=recursive, empty=run.empty_inputs, bad=run.bad_inputs)
     for item in run.empty_inputs:

@@ -53,6 +53,7 @@ __all__ = [
     "Repair",
     "ScoreOutput",
     "ScoreRecord",
+    "beside",
     "lock_output",
     "output_format",
     "refuse_to_replace",
@@ -106,7 +107,8 @@ def output_format(path: Path) -> str:
     return suffix
 
 
-def _hidden(path: Path, tail: str) -> Path:
+def beside(path: Path, tail: str) -> Path:
+    """The hidden file ``.NAME<tail>`` next to an output (its record, lock, partial rows, cache)."""
     return path.with_name(f".{path.name}{tail}")
 
 
@@ -215,8 +217,8 @@ class ScoreOutput:
         self.kind = output_format(Path(path))
         self.provenance = provenance
         self.overwrite = overwrite
-        self.record = _hidden(self.path, ".reiqa.json")
-        self.log = _hidden(self.path, ".partial.jsonl") if self.kind == "json" else self.path
+        self.record = beside(self.path, ".reiqa.json")
+        self.log = beside(self.path, ".partial.jsonl") if self.kind == "json" else self.path
         self.done: dict[str, ScoreRecord] = {}  # scored rows by resolved path
         self.failed: dict[str, ScoreRecord] = {}  # failed rows by resolved path, until retried
         self.rows: list[ScoreRecord] = []  # every row of the output, in file order (kept and new)
@@ -427,7 +429,7 @@ def take_lock(output: Path) -> int:
     Raises:
         OutputError: the folder cannot be written, or another run holds the lock.
     """
-    lock = _hidden(output, ".lock")
+    lock = beside(output, ".lock")
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
