@@ -19,9 +19,11 @@ front when it does not name it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from reiqa.errors import ConfigError, ReiqaError
@@ -223,3 +225,12 @@ def _convert(value: Any, kind: Any, path: str, error: type[ReiqaError]) -> Any:
             raise _Mismatch
         return {k: _value(v, item_kind, _path(path, k), error) for k, v in value.items()}
     raise TypeError(f"{path}: the schema reader does not handle the annotation {kind!r}")
+
+
+def read_json(path: Path, what: str, error: type[ReiqaError] = ConfigError) -> object:
+    """The JSON value of the file ``path``; a file that cannot be read or parsed raises ``error``
+    naming the file and ``what`` it should hold ('the model card')."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: cannot read {what} ({exc})") from exc

@@ -5,7 +5,6 @@ whose message starts with the file and names the field."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 from reiqa.errors import ConfigError, ModelError
 from reiqa.features import FeatureOptions
 from reiqa.models.backbones import BACKBONES, NORMS
-from reiqa.schema import from_dict
+from reiqa.schema import from_dict, read_json
 
 __all__ = ["DEFAULT_NORMS", "FORMAT", "ROLES", "EncoderSpec", "ModelCard", "ScoreSpec"]
 
@@ -143,10 +142,7 @@ class ModelCard:
 
     @classmethod
     def read(cls, path: Path) -> ModelCard:
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{path}: cannot read the model card ({exc})") from exc
+        raw = read_json(path, "the model card", ModelError)
         try:
             return cls.from_dict(raw)
         except (ConfigError, TypeError) as exc:

@@ -217,10 +217,7 @@ class TrainConfig:
     @classmethod
     def from_json(cls, path: str | Path) -> TrainConfig:
         path = Path(path)
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read the config ({exc})") from exc
+        raw = schema.read_json(path, "the config")
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a config is a JSON object, got {type(raw).__name__}")
         try:

@@ -162,10 +162,7 @@ class FinetuneConfig:
     @classmethod
     def from_json(cls, path: str | Path) -> FinetuneConfig:
         path = Path(path)
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read the fine-tuning config ({exc})") from exc
+        raw = schema.read_json(path, "the fine-tuning config")
         try:
             return cls.from_dict(raw)
         except ConfigError as exc:
