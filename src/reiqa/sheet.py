@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from reiqa import distortions
-from reiqa.distortions import CATALOG, NUM_LEVELS
+from reiqa.distortions import CATALOG, NUM_LEVELS, issues
 from reiqa.io import DEFAULT_MAX_PIXELS, load_image, save_image, save_pil, to_pil
 from reiqa.resize import center_crop
 from reiqa.runtime import pick_device
@@ -114,9 +114,11 @@ def distort_file(
 
 
 def catalogue_table() -> str:
-    """The distortion catalogue as a fixed-width text table (``reiqa distort --list``)."""
-    lines = [f"{'id':>2}  {'name':<21} {'family':<11} {'parameter':<30} levels L0..L4"]
+    """The distortion catalogue as a fixed-width text table (``reiqa distort --list``), with the
+    issue each type is to ``reiqa diagnose`` (``reiqa.distortions.issues``)."""
+    lines = [f"{'id':>2}  {'name':<21} {'family':<11} {'issue':<11} {'parameter':<30} levels L0..L4"]
     for spec in CATALOG.values():
         levels = ", ".join(f"{v:g}" for v in spec.levels)
-        lines.append(f"{spec.id:>2}  {spec.name:<21} {spec.family:<11} {spec.parameter:<30} {levels}")
+        kinds = f"{spec.family:<11} {issues.TABLE[spec.name].issue:<11}"
+        lines.append(f"{spec.id:>2}  {spec.name:<21} {kinds} {spec.parameter:<30} {levels}")
     return "\n".join(lines)
