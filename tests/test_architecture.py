@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "io": {"atomic", "errors"},
     "outputs": {"atomic", "errors"},
     "regress": {"atomic", "errors", "schema"},
+    "diagnosis": {"atomic", "errors", "schema"},
     "inputs": {"errors", "io"},
     "views": {"errors", "distortions", "resize"},
     "models": {"atomic", "digest", "dist", "errors", "schema"},
@@ -68,6 +69,7 @@ ALLOWED: dict[str, set[str]] = {
     "ranking": {"atomic", "distortions", "features", "io", "resize"},
     "inference": {
         "atomic",
+        "diagnosis",
         "engines",
         "errors",
         "features",
@@ -81,6 +83,19 @@ ALLOWED: dict[str, set[str]] = {
     "cluster": {"errors", "inference", "io", "outputs"},
     "jobs": {"cluster", "errors", "features", "inference", "inputs", "io", "outputs", "runtime"},
     "service": {"errors", "inference", "io", "runtime"},
+    # what is wrong and where; its fit renders the distortion engine, which scoring never loads
+    "diagnose": {
+        "atomic",
+        "diagnosis",
+        "distortions",
+        "errors",
+        "features",
+        "inference",
+        "inputs",
+        "io",
+        "outputs",
+        "plots",
+    },
     "cull": {"atomic", "digest", "errors", "features", "inference", "inputs", "io", "outputs"},
 }
 TOP = {"cli", "__main__", "reiqa"}  # the command line and the package face may import anything

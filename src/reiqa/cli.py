@@ -23,6 +23,8 @@ DEFAULT_MAX_PIXELS = 1 << 28
 
 if TYPE_CHECKING:
     from reiqa.cull import CullRun
+    from reiqa.diagnose.fit import FitResult
+    from reiqa.diagnose.run import DiagnoseRun
     from reiqa.features import FeatureTable
     from reiqa.jobs import ScoringRun
     from reiqa.train.finetune import FinetuneResult
@@ -520,6 +522,143 @@ def _print_cull(run: CullRun) -> None:
 
 
 @app.command()
+def diagnose(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders, glob patterns or a CSV list.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="diagnosis.csv, .json or .jsonl (written whole at the end; a stopped run resumes).",
+        ),
+    ] = None,
+    map_dir: Annotated[
+        Path | None,
+        typer.Option("--map", help="Folder for a heat map per photo (PNG): the score of overlapping crops."),
+    ] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Search folders recursively.")] = False,
+    model: Annotated[
+        str, typer.Option(help="'default' or a model folder with a diagnosis head (reiqa fit-diagnosis).")
+    ] = "default",
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    workers: Annotated[int, typer.Option(min=0, help="Decoding processes.")] = 0,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output or heat map.")] = False,
+) -> None:
+    """Say what is most likely wrong with each photo (none, blur, noise, compression, exposure,
+    color, contrast or artifacts), how badly (severity 0-1), and its score; bad files are
+    reported and skipped (exit status 3 when any file or input failed)."""
+    from reiqa.diagnose.run import diagnose_inputs
+    from reiqa.runtime import tuned_allocator
+
+    with tuned_allocator():
+        run = diagnose_inputs(
+            inputs,
+            output,
+            recursive=recursive,
+            model=model,
+            device=device,
+            batch_size=batch_size,
+            workers=workers,
+            max_pixels=max_pixels,
+            map_dir=map_dir,
+            overwrite=overwrite,
+            on_empty=lambda item: _echo(f"skipped: {item}: no image files found there", err=True),
+            on_bad=lambda message: _echo(f"skipped: {message}", err=True),
+        )
+    _print_diagnoses(run)
+    if run.failed:
+        raise typer.Exit(3)
+
+
+def _print_diagnoses(run: DiagnoseRun) -> None:
+    """Failed files on stderr; the diagnoses on stdout (without --output); a summary."""
+    for r in run.records:
+        if r.error:
+            _echo(f"skipped: {r.error}", err=True)
+    if run.output is None:
+        width = max((len(r.path) for r in run.records), default=4)
+        _echo(f"{'path':<{width}}  {'score':>7}  {'issue':<11}  severity")
+        for r in run.records:
+            if r.score is not None:
+                _echo(f"{r.path:<{width}}  {r.score:>7.2f}  {r.issue:<11}  {r.severity:.2f}")
+    if run.resumed:
+        _echo(f"resumed: {run.resumed} file(s) diagnosed by a stopped run were kept", err=True)
+    failed = sum(r.error is not None for r in run.records)
+    done = f"{len(run.records) - failed} diagnosed" + (f" into {run.output}" if run.output else "")
+    maps = f"; {len(run.maps)} heat map(s) written" if run.maps else ""
+    direction = "higher is better" if run.higher_is_better else "lower is better"
+    _echo(f"{done}, {failed} failed{maps} ({run.model_name}; {direction})", err=True)
+
+
+@app.command("fit-diagnosis")
+def fit_diagnosis_cmd(
+    photos: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Training photos: files, folders (recursive) or CSV lists; not those you measure on."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Model folder to write: the model's files and the head.")
+    ],
+    model: Annotated[str, typer.Option(help="'default' or the model folder to fit a head for.")] = "default",
+    blocks: Annotated[
+        str, typer.Option(help="Feature blocks the head reads: quality, content or all.")
+    ] = "quality",
+    crop: Annotated[int, typer.Option(min=32, help="Side of the rendered crops (px).")] = 224,
+    pristine: Annotated[int, typer.Option(min=0, help="Untouched crops per photo (issue 'none').")] = 8,
+    max_photos: Annotated[int | None, typer.Option(min=2, help="Use a seeded subset of this many.")] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the crops, the distortions and the held-out photos.")
+    ] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
+    save_training: Annotated[
+        Path | None, typer.Option(help="Also write the renderings' features here (.safetensors).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace files --out already holds.")] = False,
+) -> None:
+    """Fit a diagnosis head for a model: every distortion type at every level rendered on crops of
+    your photos, the model's features of each, a classifier of the issue and a regression of its
+    severity; writes a model folder that `reiqa diagnose --model` takes."""
+    from reiqa.diagnose.fit import fit_diagnosis
+    from reiqa.runtime import tuned_allocator
+
+    with tuned_allocator():
+        result = fit_diagnosis(
+            photos,
+            out,
+            model=model,
+            blocks=blocks,
+            crop=crop,
+            pristine=pristine,
+            seed=seed,
+            max_photos=max_photos,
+            device=device,
+            overwrite=overwrite,
+            progress=True,
+            save_training=save_training,
+        )
+    _print_fit_diagnosis(result)
+
+
+def _print_fit_diagnosis(result: FitResult) -> None:
+    for cause in result.failures:
+        _echo(f"skipped: {cause}", err=True)
+    fit = result.head.fit
+    typer.echo(f"fitted on {result.photos} photos ({result.renderings} renderings) in {result.seconds:.0f} s")
+    v = fit.validation
+    if v:
+        typer.echo(
+            f"held-out photos ({v['photos']}): accuracy {v['accuracy']:.3f}, balanced accuracy "
+            f"{v['balanced_accuracy']:.3f}, severity MAE {v['severity_mae']:.3f} (C {fit.C:g}, "
+            f"alpha {fit.severity_alpha:g})"
+        )
+    typer.echo(f"wrote {result.out}")
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (default: this machine only).")] = (
         "127.0.0.1"
@@ -541,8 +680,9 @@ def serve(
     max_batch: Annotated[int, typer.Option(min=1, help="Images per encoder batch.")] = 16,
     backend: Backend = "auto",
 ) -> None:
-    """Serve the model over HTTP: POST /score (multipart, parts named 'file'), GET /model,
-    GET /health, and a page at / that sorts dropped photos by quality."""
+    """Serve the model over HTTP: POST /score (multipart, parts named 'file'), POST /diagnose
+    (with a diagnosis head), GET /model, GET /health, and a page at / that sorts dropped photos
+    by quality."""
     from reiqa.service.server import serve as run_service
 
     run_service(

@@ -21,11 +21,13 @@ def new_figure(width: float, height: float) -> Figure:
     return figure
 
 
-def save_figure(figure: Figure, path: str | Path, *, dpi: int = 110) -> Path:
-    """Lay out and write ``figure`` in the format of the file's suffix (PNG, PDF, SVG, ...),
+def save_figure(figure: Figure, path: str | Path, *, dpi: int = 110, tight: bool = True) -> Path:
+    """Lay out (``tight``: matplotlib's tight layout; False for a figure whose axes are placed by
+    hand) and write ``figure`` in the format of the file's suffix (PNG, PDF, SVG, ...),
     atomically."""
     path = Path(path)
-    figure.tight_layout()
+    if tight:
+        figure.tight_layout()
     with atomic_path(path) as tmp:  # the temporary name ends in .tmp: the format is given
         figure.savefig(tmp, dpi=dpi, format=path.suffix[1:].lower() or None)
     return path

@@ -7,6 +7,7 @@ A model folder::
     quality.safetensors     quality encoder backbone (float16 or float32)
     content.safetensors     content encoder backbone (optional)
     regressor.json / regressor.safetensors
+    diagnosis.json / diagnosis.safetensors   the diagnosis head (optional: ``reiqa fit-diagnosis``)
 
 ``load()`` returns the embedded default model (when the package ships one), ``load(path)`` a
 user's folder. Nothing is downloaded. Everything is checked when it is read: every field of
@@ -18,12 +19,15 @@ whose message starts with the file, then names the field.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
+from reiqa.diagnosis import DiagnosisHead, has_head
 from reiqa.engines import EngineError, choose
 from reiqa.errors import CheckpointError, ModelError, RegressorError
 from reiqa.features import FeatureModel, FeatureOptions
@@ -35,7 +39,7 @@ from reiqa.models.importers import import_official
 from reiqa.regress import QualityRegressor
 from reiqa.runtime import pick_device
 
-__all__ = ["assemble", "load", "make_bundle"]
+__all__ = ["assemble", "load", "make_bundle", "model_folder"]
 
 
 def load(
@@ -67,7 +71,10 @@ def load(
     return model.with_backend(engine.name) if engine.start is not None else model
 
 
-def _read(path: str | Path | None, device: torch.device) -> ReIQA:
+@contextmanager
+def model_folder(path: str | Path | None) -> Iterator[Path]:
+    """The folder of a model, for as long as the context lasts: the embedded default's (None or
+    'default') or ``path``."""
     if path is None or str(path) == "default":
         root = resources.files("reiqa") / "weights" / "default"
         if not root.joinpath("model.json").is_file():
@@ -76,8 +83,14 @@ def _read(path: str | Path | None, device: torch.device) -> ReIQA:
                 "pass a model folder: reiqa.load('path/to/model')"
             )
         with resources.as_file(root) as folder:
-            return _read_dir(Path(folder), device)
-    return _read_dir(Path(path), device)
+            yield Path(folder)
+    else:
+        yield Path(path)
+
+
+def _read(path: str | Path | None, device: torch.device) -> ReIQA:
+    with model_folder(path) as folder:
+        return _read_dir(folder, device)
 
 
 def _read_dir(directory: Path, device: torch.device) -> ReIQA:
@@ -98,7 +111,13 @@ def _read_dir(directory: Path, device: torch.device) -> ReIQA:
     _check_width(
         features, regressor, directory / "regressor.safetensors", "the bundle's files do not belong together"
     )
-    return ReIQA(features.to(device), regressor, card)
+    head = DiagnosisHead.load(directory) if has_head(directory) else None
+    if head is not None and head.layout != tuple(features.blocks()):
+        raise ModelError(
+            f"{directory / 'diagnosis.json'}: the head was fitted on features {list(head.layout)}, this "
+            f"model's encoders give {features.blocks()}; fit it again: reiqa fit-diagnosis"
+        )
+    return ReIQA(features.to(device), regressor, card, head)
 
 
 def _read_backbone(directory: Path, spec: EncoderSpec | None, role: str) -> torch.nn.Module | None:

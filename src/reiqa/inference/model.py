@@ -1,8 +1,10 @@
-"""``ReIQA``: a loaded model (encoders on their engine, regressor, model card) that scores images.
+"""``ReIQA``: a loaded model (encoders on their engine, regressor, model card, and a diagnosis head
+when its folder has one) that scores and diagnoses images.
 
 It cannot be changed once built: ``with_options`` (another size cap), ``with_backend`` (another
-engine) and ``to`` (another device) return a new model, so a model handed to a batch job, the
-service or a Ray actor scores with exactly the options its provenance records.
+engine), ``with_diagnosis`` (another diagnosis head) and ``to`` (another device) return a new
+model, so a model handed to a batch job, the service or a Ray actor scores with exactly the
+options its provenance records.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from reiqa.atomic import atomic_path, write_text_atomic
+from reiqa.diagnosis import DiagnosisHead, DiagnosisRecord
 from reiqa.engines import get as get_engine
 from reiqa.errors import ModelError
 from reiqa.features import FeatureModel, FeatureOptions, ImageSource
@@ -45,6 +48,17 @@ def _is_path(value: object) -> bool:
     return isinstance(value, str | os.PathLike)
 
 
+def _paths(items: Sequence[object]) -> Sequence[str | os.PathLike]:
+    """A list or tuple that holds paths only (str or Path)."""
+    wrong = next((p for p in items if not _is_path(p)), None)
+    if wrong is not None:
+        raise TypeError(
+            f"a list must hold paths (str or Path), got a {type(wrong).__name__}; stack tensors "
+            "or arrays into one (N, 3, H, W) batch"
+        )
+    return items  # type: ignore[return-value]
+
+
 class ReIQA:
     """Scores images. ``score`` takes
 
@@ -60,13 +74,28 @@ class ReIQA:
     ValueError, other types a TypeError. A score is always finite: where the model gives NaN or
     infinity, one image raises a ModelError and an array holds NaN. ``score_files`` yields one
     ``ScoreRecord`` per file, with the error of files that cannot be read (batch jobs go on).
+
+    ``diagnose`` takes the same inputs and gives ``DiagnosisRecord``s (the score, the most likely
+    issue, its severity, every issue's probability) when the model has a diagnosis head.
     """
 
-    def __init__(self, features: FeatureModel, regressor: QualityRegressor, card: ModelCard) -> None:
+    def __init__(
+        self,
+        features: FeatureModel,
+        regressor: QualityRegressor,
+        card: ModelCard,
+        diagnosis: DiagnosisHead | None = None,
+    ) -> None:
         # channels-last convolutions: 35 % faster on CPU (oneDNN), the layout cuDNN prefers too
         self._features = features.to(memory_format=torch.channels_last)
         self._regressor = regressor
         self._card = card
+        if diagnosis is not None and diagnosis.layout != tuple(features.blocks()):
+            raise ModelError(
+                f"the diagnosis head was fitted on features {list(diagnosis.layout)}, these encoders give "
+                f"{features.blocks()}; fit it for this model: reiqa fit-diagnosis"
+            )
+        self._diagnosis = diagnosis
 
     # -- what it is -------------------------------------------------------------------------------
 
@@ -78,6 +107,11 @@ class ReIQA:
     @property
     def regressor(self) -> QualityRegressor:
         return self._regressor
+
+    @property
+    def diagnosis(self) -> DiagnosisHead | None:
+        """The diagnosis head (``diagnosis.json`` of the model folder), None when it has none."""
+        return self._diagnosis
 
     @property
     def card(self) -> ModelCard:
@@ -142,7 +176,8 @@ class ReIQA:
         options = dataclasses.replace(self.options, **changes)  # checked by FeatureOptions
         if options == self.options:
             return self
-        return ReIQA(self._features, self._regressor, dataclasses.replace(self._card, features=options))
+        card = dataclasses.replace(self._card, features=options)
+        return ReIQA(self._features, self._regressor, card, self._diagnosis)
 
     def with_backend(self, backend: str, *, onnx_dir: str | Path | None = None) -> ReIQA:
         """This model with its encoders run by ``backend`` (a name of ``reiqa.engines.ENGINES``),
@@ -156,7 +191,12 @@ class ReIQA:
             raise ValueError(f"this model already runs on {self.backend}; load it again for {backend}")
         cpu = self.to("cpu")._features
         features = on_engine(cpu, get_engine(backend), folder=Path(onnx_dir) if onnx_dir else None)
-        return ReIQA(features, self._regressor, self._card)
+        return ReIQA(features, self._regressor, self._card, self._diagnosis)
+
+    def with_diagnosis(self, head: DiagnosisHead | None) -> ReIQA:
+        """This model with another diagnosis head (None: without one); the head must have been
+        fitted on these encoders' features."""
+        return ReIQA(self._features, self._regressor, self._card, head)
 
     def to(self, device: str | torch.device) -> ReIQA:
         """This model with its encoders on ``device`` (a new model; this one stays where it is)."""
@@ -170,7 +210,7 @@ class ReIQA:
         if device == self.device:
             return self
         moved = copy.deepcopy(self._features).to(device)
-        return ReIQA(moved, self._regressor, self._card)
+        return ReIQA(moved, self._regressor, self._card, self._diagnosis)
 
     # -- scoring ----------------------------------------------------------------------------------
 
@@ -190,16 +230,22 @@ class ReIQA:
     ) -> float | np.ndarray:
         """A float for one image, an array for several; see the class for what is accepted."""
         if isinstance(inputs, list | tuple):
-            wrong = next((p for p in inputs if not _is_path(p)), None)
-            if wrong is not None:
-                raise TypeError(
-                    f"a list must hold paths (str or Path), got a {type(wrong).__name__}; stack tensors "
-                    "or arrays into one (N, 3, H, W) batch"
-                )
-            records = self.score_files(inputs, batch_size=batch_size)
+            records = self.score_files(_paths(inputs), batch_size=batch_size)
             return np.array([math.nan if r.score is None else r.score for r in records])
+        names, images, single = self._prepared(inputs)
+        records = self.score_batch(names, images)
+        if single:
+            if records[0].score is None:
+                raise ModelError(records[0].error)
+            return records[0].score
+        return np.array([math.nan if r.score is None else r.score for r in records])
+
+    def _prepared(self, inputs: ImageSource) -> tuple[list[str], list[Tensor], bool]:
+        """(names, prepared images, whether it is one image) of anything :meth:`score` takes but
+        a list of paths; a file that cannot be read raises its ImageLoadError."""
         if _is_path(inputs) or isinstance(inputs, Image.Image):
-            return self._one(str(inputs) if _is_path(inputs) else "the PIL image", inputs)
+            name = str(inputs) if _is_path(inputs) else "the PIL image"
+            return [name], [pipeline.prepare(inputs, self.options, name=name)], True
         if isinstance(inputs, Tensor):
             images, single, what = check_images(inputs), inputs.ndim == 3, "the tensor"
         elif isinstance(inputs, np.ndarray):
@@ -208,18 +254,9 @@ class ReIQA:
         else:
             raise TypeError(f"cannot score a {type(inputs).__name__}; expected {ACCEPTED}")
         if single:
-            return self._one(what, images[0])
+            return [what], [pipeline.prepare(images[0], self.options, name=what)], True
         names = [f"{what}[{i}]" for i in range(len(images))]
-        records = self.score_batch(names, [pipeline.prepare(im, self.options) for im in images])
-        return np.array([math.nan if r.score is None else r.score for r in records])
-
-    def _one(self, name: str, source: ImageSource) -> float:
-        """The score of one image; its errors raised (ImageLoadError, ValueError, ModelError)."""
-        image = pipeline.prepare(source, self.options, name=name)
-        (result,) = self.score_batch([name], [image])
-        if result.score is None:
-            raise ModelError(result.error)
-        return result.score
+        return names, [pipeline.prepare(im, self.options) for im in images], False
 
     def score_files(
         self,
@@ -236,6 +273,63 @@ class ReIQA:
         return pipeline.score_files(
             self._features,
             self._regressor,
+            self.options,
+            paths,
+            batch_size=batch_size,
+            workers=workers,
+            progress=progress,
+            max_pixels=max_pixels,
+        )
+
+    # -- diagnosing ------------------------------------------------------------------------------
+
+    def _head(self) -> DiagnosisHead:
+        if self._diagnosis is None:
+            raise ModelError(
+                f"{self.name}: this model has no diagnosis head (no diagnosis.json in its folder); fit "
+                "one on photos of your own: reiqa fit-diagnosis PHOTOS... --model DIR -o NEW_DIR"
+            )
+        return self._diagnosis
+
+    def diagnose_batch(
+        self, names: Sequence[str], items: Sequence[Tensor | Failure]
+    ) -> list[DiagnosisRecord]:
+        """One DiagnosisRecord per prepared item (:meth:`prepare`), in order."""
+        return pipeline.diagnose_batch(self._features, self._regressor, self._head(), names, items)
+
+    def diagnose(
+        self, inputs: ImageSource | Sequence[str | os.PathLike], *, batch_size: int = 8
+    ) -> DiagnosisRecord | list[DiagnosisRecord]:
+        """What is most likely wrong: a DiagnosisRecord for one image (its errors raised, as
+        :meth:`score` does), a list for several (a list of paths: the errors of files that cannot
+        be read in their records). Takes what :meth:`score` takes.
+
+        Raises:
+            ModelError: the model has no diagnosis head (fit one with ``reiqa fit-diagnosis``).
+        """
+        head = self._head()
+        if isinstance(inputs, list | tuple):
+            return list(self.diagnose_files(_paths(inputs), batch_size=batch_size))
+        names, images, single = self._prepared(inputs)
+        records = pipeline.diagnose_batch(self._features, self._regressor, head, names, images)
+        if single and records[0].score is None:
+            raise ModelError(records[0].error)
+        return records[0] if single else records
+
+    def diagnose_files(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        batch_size: int = 8,
+        workers: int = 0,
+        progress: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> Iterator[DiagnosisRecord]:
+        """One DiagnosisRecord per path, in order (:meth:`score_files` with the head)."""
+        return pipeline.diagnose_files(
+            self._features,
+            self._regressor,
+            self._head(),
             self.options,
             paths,
             batch_size=batch_size,
@@ -266,5 +360,7 @@ class ReIQA:
             with atomic_path(directory / spec.file) as tmp:
                 save_file(state, str(tmp))
         self._regressor.save(directory)
+        if self._diagnosis is not None:
+            self._diagnosis.save(directory)
         write_text_atomic(directory / "model.json", json.dumps(self._card.to_dict(), indent=2))
         return directory
