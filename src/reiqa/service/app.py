@@ -8,6 +8,9 @@ Endpoints (the interface users script against):
 - ``POST /score``, ``multipart/form-data`` with parts named ``file`` -> ``{"results": [{"filename",
   "score", "error"}, ...]}`` in the order sent; a file that cannot be read gets ``score: null``
   and the reason;
+- ``POST /diagnose``, the same request -> the same results with ``issue``, ``severity`` and
+  ``probabilities`` (null for a file that cannot be read); 501 when the model has no diagnosis
+  head (``GET /model``'s ``diagnosis`` is then null);
 - ``GET /`` -> the page (``page.html``): drop photos, see them sorted by score, download a CSV.
 
 Errors are JSON ``{"error": "..."}``: 400 for a body that is not a multipart form with ``file``
@@ -35,7 +38,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from torch import Tensor
 
-from reiqa.inference import ReIQA, ScoreRecord
+from reiqa.inference import DiagnosisRecord, ReIQA, ScoreRecord
 from reiqa.io import DEFAULT_MAX_PIXELS, Failure
 from reiqa.service.batching import ScoreBatcher
 from reiqa.service.uploads import UploadedFile, UploadError, read_files
@@ -63,6 +66,7 @@ def model_card(model: ReIQA) -> dict[str, Any]:
         "quality": {"arch": card.quality.arch} if card.quality else None,
         "content": {"arch": card.content.arch} if card.content else None,
         "score_source": card.score.source,
+        "diagnosis": model.diagnosis.summary() if model.diagnosis is not None else None,
     }
 
 
@@ -138,26 +142,62 @@ def _prepare_all(model: ReIQA, files: list[UploadedFile], max_pixels: int | None
     return [model.prepare(f.data, name=f.filename, max_pixels=max_pixels) for f in files]
 
 
+Record = ScoreRecord | DiagnosisRecord
+#: what the batcher carries: (name, prepared item, whether the request wants a diagnosis)
+Job = tuple[str, Tensor | Failure, bool]
+
+
 async def _score(
-    model: ReIQA, batcher: ScoreBatcher, names: list[str], items: list[Tensor | Failure]
-) -> list[ScoreRecord]:
+    model: ReIQA,
+    batcher: ScoreBatcher,
+    names: list[str],
+    items: list[Tensor | Failure],
+    *,
+    diagnose: bool = False,
+) -> list[Record]:
     """The records of one request, in order: its images through the batcher (with other
     requests' images), its failures at once (they need no model, and a request of bad files
-    never waits for one)."""
+    never waits for one). ``diagnose``: DiagnosisRecords (the model must have a head)."""
     bad = [i for i, item in enumerate(items) if isinstance(item, Failure)]
-    failed = iter(model.score_batch([names[i] for i in bad], [items[i] for i in bad]))
-    images = [(name, item) for name, item in zip(names, items, strict=True) if not isinstance(item, Failure)]
+    failing = model.diagnose_batch if diagnose else model.score_batch
+    failed = iter(failing([names[i] for i in bad], [items[i] for i in bad]))
+    images = [
+        (name, item, diagnose)
+        for name, item in zip(names, items, strict=True)
+        if not isinstance(item, Failure)
+    ]
     scored = iter(await batcher.score(images) if images else [])
     return [next(failed) if isinstance(item, Failure) else next(scored) for item in items]
 
 
-def _score_pairs(model: ReIQA) -> Callable[[list[tuple[str, Tensor | Failure]]], list[ScoreRecord]]:
-    """What the batcher runs: (name, prepared item) pairs of several requests -> their records."""
+def _score_pairs(model: ReIQA) -> Callable[[list[Job]], list[Record]]:
+    """What the batcher runs: the jobs of several requests -> their records, in order. The images
+    of ``/score`` are only scored: the diagnosis head's tiles (up to 36 per photo through the
+    quality encoder) are paid for by ``/diagnose`` requests alone."""
 
-    def score(pairs: list[tuple[str, Tensor | Failure]]) -> list[ScoreRecord]:
-        return model.score_batch([name for name, _ in pairs], [item for _, item in pairs])
+    def score(jobs: list[Job]) -> list[Record]:
+        out: list[Record | None] = [None] * len(jobs)
+        for wanted, run in ((False, model.score_batch), (True, model.diagnose_batch)):
+            at = [i for i, job in enumerate(jobs) if job[2] == wanted]
+            if at:
+                for i, r in zip(at, run([jobs[i][0] for i in at], [jobs[i][1] for i in at]), strict=True):
+                    out[i] = r
+        return out  # type: ignore[return-value]
 
     return score
+
+
+def _diagnosis_result(record: Record) -> dict[str, Any]:
+    """A result of ``POST /diagnose``: ``/score``'s fields, then the diagnosis."""
+    assert isinstance(record, DiagnosisRecord)  # the batch of a model with a head diagnoses
+    return {
+        "filename": record.path,
+        "score": record.score,
+        "issue": record.issue,
+        "severity": record.severity,
+        "probabilities": record.probabilities,
+        "error": record.error,
+    }
 
 
 def create_app(
@@ -202,8 +242,9 @@ def create_app(
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
 
-    @app.post("/score")
-    async def score(request: Request) -> JSONResponse:
+    async def answer(
+        request: Request, result: Callable[[Record], dict[str, Any]], *, diagnose: bool = False
+    ) -> JSONResponse:
         try:
             body = await _read_body(request, max_upload_bytes)
         except _BodyTooLarge:
@@ -215,8 +256,21 @@ def create_app(
             return JSONResponse({"error": str(exc)}, status_code=400)
         del body
         items = await asyncio.to_thread(_prepare_all, model, files, max_pixels)
-        records = await _score(model, batcher, [f.filename for f in files], items)
-        results = [{"filename": r.path, "score": r.score, "error": r.error} for r in records]
-        return JSONResponse({"results": results})
+        records = await _score(model, batcher, [f.filename for f in files], items, diagnose=diagnose)
+        return JSONResponse({"results": [result(r) for r in records]})
+
+    @app.post("/score")
+    async def score(request: Request) -> JSONResponse:
+        return await answer(request, lambda r: {"filename": r.path, "score": r.score, "error": r.error})
+
+    @app.post("/diagnose")
+    async def diagnose(request: Request) -> JSONResponse:
+        if model.diagnosis is None:
+            message = (
+                f"{model.name}: this model has no diagnosis head; fit one with reiqa fit-diagnosis "
+                "and serve that model folder"
+            )
+            return JSONResponse({"error": message}, status_code=501)
+        return await answer(request, _diagnosis_result, diagnose=True)
 
     return Guard(app, token=token, max_upload_bytes=max_upload_bytes)
