@@ -125,3 +125,18 @@ def test_noise_lowers_the_score_of_every_sample(model) -> None:
         pristine = model.score(x)[0]
         for kind in ("white_noise", "impulse_noise", "color_noise", "multiplicative_noise"):
             assert model.score(distortions.apply(x, kind, 4, generator=g))[0] < pristine, (path.name, kind)
+
+
+def test_the_default_model_names_a_strong_blur_and_strong_noise(model) -> None:
+    from reiqa.distortions.issues import ISSUES
+
+    head = model.diagnosis
+    assert head is not None and head.classes == ISSUES and head.blocks == ("quality_full", "quality_half")
+    photo = load_image(SAMPLES / "kodim05.png")[:, :256, :384].contiguous()
+    generator = torch.Generator().manual_seed(0)
+    blurred = distortions.apply(photo[None], "lens_blur", 4, generator=generator)[0]
+    noisy = distortions.apply(photo[None], "white_noise", 4, generator=generator)[0]
+    clean, blur, noise = model.diagnose(torch.stack([photo, blurred, noisy]))
+    assert (blur.issue, noise.issue) == ("blur", "noise")
+    assert blur.severity > clean.severity and noise.severity > clean.severity
+    assert clean.score == pytest.approx(model.score(photo), abs=1e-4)
