@@ -3,6 +3,35 @@ matching built-in so that either can be caught."""
 
 from __future__ import annotations
 
+import unicodedata
+
+#: escapes of the control characters most often met in names
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+#: bidirectional overrides and isolates, which reorder what a terminal shows
+_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: object) -> str:
+    """``str(text)`` safe to put in one log line or one terminal line: control characters
+    (newlines, carriage returns, escape sequences, line and paragraph separators, bidirectional
+    overrides) written as
+    backslash escapes, so that a file or upload name cannot forge a line or recolour a terminal.
+    Text without them comes back unchanged."""
+    text = str(text)
+    if all(ch.isprintable() or ch == " " for ch in text):
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ord(ch) < 0x100 or ch in _BIDI:
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        else:  # format characters (zero-width joiners in emoji names...) are kept
+            out.append(ch)
+    return "".join(out)
+
 
 class ReiqaError(Exception):
     """Base class of every error reiqa raises on purpose."""
