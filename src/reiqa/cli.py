@@ -679,11 +679,50 @@ def serve(
     ] = 10.0,
     max_batch: Annotated[int, typer.Option(min=1, help="Images per encoder batch.")] = 16,
     backend: Backend = "auto",
+    max_files: Annotated[int, typer.Option(min=1, help="Most files in one request: 413 beyond.")] = 256,
+    max_concurrent: Annotated[
+        int, typer.Option(min=1, help="Most scoring requests answered at once: 503 + Retry-After beyond.")
+    ] = 32,
+    request_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a scoring request may take in all: 503 past it.")
+    ] = 120.0,
+    read_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a request body may stall between two chunks: 408.")
+    ] = 15.0,
+    header_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a connection has to send a request's headers: 408.")
+    ] = 10.0,
+    shutdown_timeout: Annotated[
+        float, typer.Option(min=1, help="On SIGTERM, seconds in-flight requests get to finish.")
+    ] = 30.0,
+    inflight_megapixels: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="Most decoded megapixels held by all requests at once (about 20 bytes each); "
+            "requests beyond it wait.",
+        ),
+    ] = 128.0,
+    request_megapixels: Annotated[
+        float,
+        typer.Option(min=0.01, help="Most megapixels one request may be charged: 413 beyond."),
+    ] = 64.0,
+    log_format: Annotated[
+        str, typer.Option(help="plain, or json (one object per line, for log collectors).")
+    ] = "plain",
 ) -> None:
     """Serve the model over HTTP: POST /score (multipart, parts named 'file'), POST /diagnose
-    (with a diagnosis head), GET /model, GET /health, and a page at / that sorts dropped photos
-    by quality."""
+    (with a diagnosis head), GET /model, /livez, /readyz, /metrics, /openapi.json, /docs, and a
+    page at / that sorts dropped photos by quality. SIGTERM stops it gracefully."""
     from reiqa.service.server import serve as run_service
+
+    if log_format not in ("plain", "json"):
+        raise typer.BadParameter(f"{log_format!r}: use plain or json", param_hint="--log-format")
+    if request_megapixels > inflight_megapixels:
+        raise typer.BadParameter(
+            f"{request_megapixels:g} is more than --inflight-megapixels {inflight_megapixels:g}",
+            param_hint="--request-megapixels",
+        )
 
     run_service(
         host=host,
@@ -696,6 +735,15 @@ def serve(
         max_pixels=max_pixels,
         batch_window_s=batch_window_ms / 1000,
         max_batch_images=max_batch,
+        max_files=max_files,
+        max_concurrent=max_concurrent,
+        request_timeout_s=request_timeout,
+        read_timeout_s=read_timeout,
+        header_timeout_s=header_timeout,
+        shutdown_timeout_s=shutdown_timeout,
+        inflight_pixels=round(inflight_megapixels * 1e6),
+        request_pixels=round(request_megapixels * 1e6),
+        log_format=log_format,
     )
 
 

@@ -37,7 +37,7 @@ class Server:
 
 @contextmanager
 def running_server(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Iterator[Server]:
-    """``python -m reiqa serve --port 0 ARGS`` until it answers /health; stopped afterwards."""
+    """``python -m reiqa serve --port 0 ARGS`` once /readyz says it is ready; stopped afterwards."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "reiqa", "serve", "--port", "0", "--device", "cpu", *args],
         stdout=subprocess.DEVNULL,
@@ -65,12 +65,12 @@ def running_server(*args: str, env: dict[str, str] | None = None, timeout: float
         server = Server(url, proc, lines, (env or {}).get("REIQA_TEST_TOKEN"))
         while True:  # the socket is bound before the model is loaded
             try:
-                if httpx.get(f"{url}/health", headers=server.headers(), timeout=5).status_code == 200:
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"reiqa serve never became healthy:\n{''.join(lines)}")
+                raise AssertionError(f"reiqa serve never became ready:\n{''.join(lines)}")
             time.sleep(0.1)
         yield server
     finally:

@@ -55,15 +55,28 @@ class ScoreBatcher:
             in the batcher's worker thread.
         window_s: how long the collector waits for more requests after the first one arrives.
         max_images: a batch closes once it holds this many images (a request is never split).
+        on_batch: called with (images, requests) of each batch scored (the service's metrics).
+
+    A caller that is cancelled while it waits (its client went away) is dropped: its images are
+    not scored, and ``queued_images`` counts the images still waiting.
     """
 
-    def __init__(self, score: ScoreFn, *, window_s: float = 0.01, max_images: int = 16) -> None:
+    def __init__(
+        self,
+        score: ScoreFn,
+        *,
+        window_s: float = 0.01,
+        max_images: int = 16,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> None:
         if window_s < 0:
             raise ValueError(f"window_s must be >= 0, got {window_s}")
         if max_images < 1:
             raise ValueError(f"max_images must be >= 1, got {max_images}")
         self._score, self.window_s, self.max_images = score, window_s, max_images
         self.stats = BatchStats()
+        self.queued_images = 0
+        self._on_batch = on_batch
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -95,27 +108,36 @@ class ScoreBatcher:
         if not images:
             return []
         future: asyncio.Future[Sequence[Any]] = asyncio.get_running_loop().create_future()
+        self.queued_images += len(images)
         await self._queue.put(_Job(images, future))
-        return await future
+        return await future  # cancelling the caller cancels the future: the collector skips it
+
+    def _take(self, job: _Job) -> _Job | None:
+        self.queued_images -= len(job.images)
+        return None if job.future.done() else job
 
     async def _collect(self) -> None:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
         while True:
-            jobs = [await self._queue.get()]
-            count = len(jobs[0].images)
+            first = self._take(await self._queue.get())
+            if first is None:
+                continue
+            jobs = [first]
+            count = len(first.images)
             deadline = time.monotonic() + self.window_s
             while count < self.max_images:
                 left = deadline - time.monotonic()
                 try:
                     if left <= 0:
-                        job = self._queue.get_nowait()
+                        job = self._take(self._queue.get_nowait())
                     else:
-                        job = await asyncio.wait_for(self._queue.get(), left)
+                        job = self._take(await asyncio.wait_for(self._queue.get(), left))
                 except (asyncio.QueueEmpty, TimeoutError):
                     break
-                jobs.append(job)
-                count += len(job.images)
+                if job is not None:
+                    jobs.append(job)
+                    count += len(job.images)
             images = [im for job in jobs for im in job.images]
             try:
                 scores = await loop.run_in_executor(self._executor, self._score, images)
@@ -125,6 +147,8 @@ class ScoreBatcher:
                         job.future.set_exception(exc)
                 continue
             self.stats.record(len(images), len(jobs))
+            if self._on_batch is not None:
+                self._on_batch(len(images), len(jobs))
             start = 0
             for job in jobs:
                 part = scores[start : start + len(job.images)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import signal
 import socket
 
 from reiqa.errors import ReiqaError
@@ -44,15 +45,46 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(app: object, sock: socket.socket, *, log_level: str = "warning") -> None:
-    """Serve ``app`` on ``sock`` until interrupted."""
+def run(
+    app: object,
+    sock: socket.socket,
+    *,
+    header_timeout_s: float = 10.0,
+    keep_alive_s: float = 5.0,
+    shutdown_timeout_s: float = 30.0,
+) -> None:
+    """Serve ``app`` on ``sock`` until SIGTERM or Ctrl-C.
+
+    SIGTERM is a graceful stop that returns normally (exit 0): no new connections are accepted,
+    requests in flight get up to ``shutdown_timeout_s`` seconds to be answered, then the rest
+    are cancelled. Connections get ``header_timeout_s`` for each request's headers (408 and
+    closed past it) and stay open ``keep_alive_s`` between requests."""
     import uvicorn
+
+    from reiqa.service.protocol import with_header_timeout
 
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     log.info("reiqa serve: listening on http://%s:%s (Ctrl-C stops)", shown, port)
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
+    config = uvicorn.Config(
+        app,
+        log_config=None,  # the reiqa.service handlers (reiqa.service.logs) are already set
+        access_log=False,  # one line per request comes from the app, with its images
+        lifespan="on",
+        http=with_header_timeout(header_timeout_s),
+        timeout_keep_alive=max(1, round(keep_alive_s)),
+        timeout_graceful_shutdown=max(1, round(shutdown_timeout_s)),
+    )
+    stopping: list[int] = []
+    # uvicorn re-raises the signal it stopped on once it is done; with this handler that ends
+    # the process normally instead of killing it with the signal
+    previous = signal.signal(signal.SIGTERM, lambda sig, _: stopping.append(sig))
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if stopping:
+        log.info("reiqa serve: stopped on SIGTERM")
 
 
 def token_from_env(name: str | None) -> str | None:
@@ -67,15 +99,16 @@ def token_from_env(name: str | None) -> str | None:
 
 
 def check_installed() -> None:
-    """FastAPI, uvicorn and python-multipart can be imported (a one-line error otherwise)."""
+    """The serve extra's packages can be imported (a one-line error otherwise)."""
     try:
         import fastapi  # noqa: F401
+        import prometheus_client  # noqa: F401
         import python_multipart  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
         raise ReiqaError(
-            f"reiqa serve needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
-            "pip install 'reiqa[serve]'"
+            f"reiqa serve needs FastAPI, uvicorn, python-multipart and prometheus-client "
+            f"({exc.name} is missing): pip install 'reiqa[serve]'"
         ) from exc
 
 
@@ -87,14 +120,20 @@ def serve(
     device: str = "auto",
     backend: str = "auto",
     token_env: str | None = None,
+    log_format: str = "plain",
+    header_timeout_s: float = 10.0,
+    shutdown_timeout_s: float = 30.0,
     **app_options: object,
 ) -> None:
     """``reiqa serve``: check the token and the packages, bind ``host``:``port`` before the
     model is loaded (a busy port fails at once), load the model (``backend`` 'auto': the engine
-    for a long-lived model) and serve it until interrupted; ``app_options`` go to
-    ``reiqa.service.app.create_app``."""
+    for a long-lived model) and serve it until SIGTERM or Ctrl-C (see :func:`run`);
+    ``app_options`` go to ``reiqa.service.app.create_app``."""
     token = token_from_env(token_env)
     check_installed()
+    from reiqa.service.logs import configure
+
+    configure(log_format)
     if not is_loopback(host) and token is None:
         log.warning(
             "warning: listening on %s without a token: anyone who can reach this machine can use the "
@@ -108,4 +147,5 @@ def serve(
 
     tune_allocator()
     net = load(model, backend=backend, device=device)
-    run(create_app(net, token=token, **app_options), sock)
+    service = create_app(net, token=token, **app_options)  # type: ignore[arg-type]
+    run(service, sock, header_timeout_s=header_timeout_s, shutdown_timeout_s=shutdown_timeout_s)

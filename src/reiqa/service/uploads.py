@@ -9,13 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 FILE_FIELD = "file"
+#: RFC 2046 allows 70 characters; python-multipart refuses more than 256
+MAX_BOUNDARY = 256
 
 
 class UploadError(ValueError):
     """The body is not a multipart form the service can read; the message says why."""
+
+
+class TooManyFiles(UploadError):
+    """More ``file`` parts than the service takes in one request."""
 
 
 @dataclass
@@ -46,6 +53,11 @@ def boundary_of(content_type: str | None) -> bytes:
     boundary = params.get(b"boundary")
     if not boundary:
         raise UploadError("multipart/form-data without a boundary parameter")
+    if len(boundary) > MAX_BOUNDARY:
+        raise UploadError(
+            f"the multipart boundary is {len(boundary)} characters long, more than {MAX_BOUNDARY} "
+            "(RFC 2046 allows 70)"
+        )
     return boundary
 
 
@@ -53,8 +65,8 @@ def read_files(body: bytes, content_type: str | None, *, max_files: int = 1000) 
     """The parts named ``file`` of a multipart body, in order; other parts are ignored.
 
     Raises:
-        UploadError: not multipart/form-data, malformed, no ``file`` part, or more than
-            ``max_files`` of them.
+        UploadError: not multipart/form-data, malformed, or no ``file`` part;
+            TooManyFiles (an UploadError) for more than ``max_files`` of them.
     """
     boundary = boundary_of(content_type)
     parts: list[tuple[dict[str, bytes], bytearray]] = []
@@ -79,7 +91,7 @@ def read_files(body: bytes, content_type: str | None, *, max_files: int = 1000) 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         parts[-1][1].extend(data[start:end])
 
-    parser = MultipartParser(
+    parser = MultipartParser(  # the boundary is checked: its constructor raises outside parsing
         boundary,
         {
             "on_part_begin": on_part_begin,
@@ -93,7 +105,7 @@ def read_files(body: bytes, content_type: str | None, *, max_files: int = 1000) 
     try:
         parser.write(body)
         parser.finalize()
-    except MultipartParseError as exc:
+    except FormParserError as exc:
         raise UploadError(f"malformed multipart body: {exc}") from exc
     if not ended:
         raise UploadError("the multipart body ends before its closing boundary (was the upload cut short?)")
@@ -107,7 +119,9 @@ def read_files(body: bytes, content_type: str | None, *, max_files: int = 1000) 
             continue
         files.append(UploadedFile(params.get("filename") or f"file {len(files) + 1}", bytes(data)))
         if len(files) > max_files:
-            raise UploadError(f"more than {max_files} files in one request; send them in several")
+            raise TooManyFiles(
+                f"more than {max_files} files in one request (--max-files); send them in several"
+            )
     if not files:
         raise UploadError("no part named 'file': send each image as a form part named 'file'")
     return files
