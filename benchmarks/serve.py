@@ -11,7 +11,9 @@ Writes 500x500 JPEGs (from DATA/kodak24 when given, else synthetic textures), th
 2. starts ``python -m reiqa serve`` (a real process, default options) and, for each number of
    concurrent clients, sends a fixed number of ``POST /score`` requests (each client a thread with
    its own connection), recording each request's latency, errors and the scores;
-3. the server's peak RSS (VmHWM from /proc) after the run.
+3. the server's peak RSS (VmHWM from /proc) after the run, and what its ``GET /metrics`` says
+   of each level (requests by status, images scored and failed, encoder batches and their mean
+   size, the most pixels in flight), parsed with prometheus-client's parser.
 
 Throughput is images/s over the whole wall time of a level; the ratio is against the in-process
 batched figure measured just before. Prints a table and writes JSON.
@@ -45,7 +47,7 @@ from reiqa.runtime import tune_allocator  # noqa: E402
 
 
 def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
-    """``python -m reiqa serve --port 0`` on ``model``, once it answers /health: (process, url)."""
+    """``python -m reiqa serve --port 0`` on ``model``, once /readyz says it is ready: (process, url)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "reiqa", "serve", "--port", "0", "--device", "cpu", "--model", model, *extra],
         stderr=subprocess.PIPE,
@@ -63,12 +65,37 @@ def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
     threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
     while True:
         try:
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
                 return proc, url
         except httpx.TransportError:
             if proc.poll() is not None:
                 raise SystemExit(f"reiqa serve exited ({proc.returncode}) before it answered") from None
             time.sleep(0.1)
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The server's metrics: sample name with its labels -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return out
+
+
+def metrics_of_level(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """What the server counted during one level (counters as differences, gauges as they are)."""
+    grown = {k: v - before.get(k, 0.0) for k, v in after.items() if k.endswith("_total") or "_total{" in k}
+    batches = after["reiqa_batch_size_images_count"] - before["reiqa_batch_size_images_count"]
+    images = after["reiqa_batch_size_images_sum"] - before["reiqa_batch_size_images_sum"]
+    return {
+        **{k: v for k, v in grown.items() if v and "created" not in k},
+        "encoder_batches": batches,
+        "mean_batch_images": images / batches if batches else 0.0,
+        "pixels_in_flight_peak": after["reiqa_pixels_in_flight_peak"],
+    }
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -167,7 +194,11 @@ def main() -> None:
         proc, url = start_server(args.model, ["--backend", backend])
         try:
             load_level(url, files[:4], 1, 4, 1)  # warm-up
-            levels = [load_level(url, files, c, args.requests, args.files_per_request) for c in args.clients]
+            levels = []
+            for c in args.clients:
+                before = scrape(url)
+                levels.append(load_level(url, files, c, args.requests, args.files_per_request))
+                levels[-1]["server_metrics"] = metrics_of_level(before, scrape(url))
             server_rss = peak_rss_mib(proc.pid)
         finally:
             proc.terminate()
@@ -202,6 +233,15 @@ def main() -> None:
             f"| {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']} | {diff:.2g} |"
         )
     print(f"server peak RSS {server_rss:.0f} MiB")
+    print("| clients | /score 200 | images scored | encoder batches | mean batch | peak pixels in flight |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        m = r["server_metrics"]
+        print(
+            f"| {r['clients']} | {m.get('reiqa_requests_total{method=POST,path=/score,status=200}', 0):.0f} "
+            f"| {m.get('reiqa_images_total{outcome=scored}', 0):.0f} | {m['encoder_batches']:.0f} "
+            f"| {m['mean_batch_images']:.2f} | {m['pixels_in_flight_peak'] / 1e6:.2f} M |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")

@@ -70,6 +70,50 @@ def test_groups_are_single_linkage_numbered_by_their_first_row() -> None:
     assert groups.tolist() == [0, 0, 1, 0, 2, 1]
 
 
+def _brute_force_groups(n: int, edges: list[tuple[int, int]]) -> list[int]:
+    """Groups by a depth-first search from each row not yet reached, numbered in row order."""
+    neighbours: list[set[int]] = [set() for _ in range(n)]
+    for i, j in edges:
+        neighbours[i].add(j)
+        neighbours[j].add(i)
+    group = [-1] * n
+    count = 0
+    for start in range(n):
+        if group[start] < 0:
+            group[start], todo = count, [start]
+            while todo:
+                for nxt in neighbours[todo.pop()]:
+                    if group[nxt] < 0:
+                        group[nxt] = count
+                        todo.append(nxt)
+            count += 1
+    return group
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_components_match_a_brute_force_search_on_random_graphs(seed: int) -> None:
+    """Sparse and dense graphs, chains in shuffled order (many rounds of hooking), repeated edges
+    and isolated rows; the edges' two ends in either order."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300))
+    m = int(rng.integers(0, 2 * n))
+    first, second = rng.integers(0, n, m), rng.integers(0, n, m)
+    if seed % 3 == 0:  # a long chain through a random order of the rows
+        order = rng.permutation(n)
+        first, second = np.concatenate([first, order[:-1]]), np.concatenate([second, order[1:]])
+    keep = first != second
+    first, second = first[keep], second[keep]
+    pairs = cull.Pairs(first, second, np.ones(len(first), np.float32))
+    expected = _brute_force_groups(n, list(zip(first.tolist(), second.tolist(), strict=True)))
+    assert components(n, pairs).tolist() == expected
+
+
+def test_components_of_no_rows_and_no_pairs() -> None:
+    none = cull.Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    assert components(0, none).tolist() == []
+    assert components(3, none).tolist() == [0, 1, 2]
+
+
 def test_keep_k_marks_the_best_k_of_each_group_by_score() -> None:
     unit = normalise(np.array([[1.0, 0], [1, 0.01], [1, 0.02], [0, 1.0], [0.01, 1]]))
     scores = np.array([1.0, 3.0, 2.0, 5.0, 4.0])

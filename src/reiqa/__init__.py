@@ -9,11 +9,10 @@ import os
 from typing import TYPE_CHECKING
 
 from reiqa.errors import ImageLoadError, ReiqaError, UnknownNameError
+from reiqa.version import __version__
 
 if TYPE_CHECKING:
     from reiqa.inference import ReIQA
-
-__version__ = "0.1.0.dev0"
 
 __all__ = ["ImageLoadError", "ReIQA", "ReiqaError", "UnknownNameError", "__version__", "load"]
 

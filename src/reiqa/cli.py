@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from reiqa import engines
-from reiqa.errors import ReiqaError
+from reiqa.errors import ReiqaError, printable
 
 # reiqa.io.DEFAULT_MAX_PIXELS, written out so that --help and argument errors never import torch
 # (reiqa.io does); tests/test_cli.py checks that the two agree.
@@ -197,7 +197,7 @@ def finetune(
 def _print_finetune(result: FinetuneResult) -> None:
     """Skipped files on stderr; where the run stopped and the model folder it wrote."""
     for name in result.skipped:
-        _echo(f"skipped: {name}", err=True)
+        _skipped(name)
     _echo(f"stopped at step {result.step} ({result.stopped}); history in {result.out_dir / 'history.json'}")
     if result.best is None:
         _echo("no validation yet: no model folder written (resume to continue)", err=True)
@@ -266,7 +266,7 @@ def features(
 def _print_extraction(table: FeatureTable, out: Path) -> None:
     """Skipped files on stderr, a summary; exit status 3 when any file was skipped."""
     for _, cause in table.failures:
-        typer.echo(f"skipped: {cause}", err=True)
+        _skipped(cause)
     skipped = f", {len(table.failures)} skipped" if table.failures else ""
     typer.echo(f"wrote {out}: {len(table.paths)} images x {table.features.shape[1]} features{skipped}")
     if table.failures:
@@ -392,8 +392,8 @@ def score(
             backend=backend,
             ray=ray,
             ray_actors=ray_actors,
-            on_empty=lambda item: _echo(f"skipped: {item}: no image files found there", err=True),
-            on_bad=lambda message: _echo(f"skipped: {message}", err=True),
+            on_empty=lambda item: _skipped(f"{item}: no image files found there"),
+            on_bad=_skipped,
         )
     _print_scores(run, output)
     _allow_quick_exit()  # the output file is written and closed
@@ -406,12 +406,18 @@ def _echo(text: str, *, err: bool = False) -> None:
     typer.echo(text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"), err=err)
 
 
+def _skipped(message: object) -> None:
+    """A "skipped: ..." line on stderr, escaped (:func:`reiqa.errors.printable`) so that a file
+    name holding a newline or a terminal escape cannot forge or hide a line."""
+    _echo(f"skipped: {printable(message)}", err=True)
+
+
 def _print_scores(run: ScoringRun, output: Path | None) -> None:
     """Skipped files on stderr; the scores on stdout (without --output); a summary."""
     records = run.summary.records
     for r in records:
         if r.error:
-            _echo(f"skipped: {r.error}", err=True)
+            _skipped(r.error)
     s = run.summary
     if output is not None:
         fixed = s.repair
@@ -430,9 +436,10 @@ def _print_scores(run: ScoringRun, output: Path | None) -> None:
         if s.failed_in_output > s.failed:
             _echo(f"{output} holds {s.failed_in_output} failed file(s) in all", err=True)
         return
-    width = max((len(r.path) for r in records), default=4)
-    for r in records:
-        _echo(f"{r.path:<{width}}  {'-' if r.score is None else f'{r.score:.3f}'}")
+    shown = [printable(r.path) for r in records]
+    width = max(map(len, shown), default=4)
+    for r, path in zip(records, shown, strict=True):
+        _echo(f"{path:<{width}}  {'-' if r.score is None else f'{r.score:.3f}'}")
     direction = "higher is better" if run.higher_is_better else "lower is better"
     _echo(f"{s.scored} scored, {s.failed} failed ({run.model_name}; {direction})", err=True)
 
@@ -490,7 +497,7 @@ def cull(
             workers=workers,
             max_pixels=max_pixels,
             overwrite=overwrite,
-            on_problem=lambda message: _echo(f"skipped: {message}", err=True),
+            on_problem=_skipped,
         )
     _print_cull(run)
     if run.failed:
@@ -502,11 +509,11 @@ def _print_cull(run: CullRun) -> None:
     culled = run.culled
     for r in culled.records:
         if r.error:
-            _echo(f"skipped: {r.error}", err=True)
+            _skipped(r.error)
     if run.output is None:
         for r in culled.records:
             if r.group is not None:
-                _echo(f"{r.group:>5}  {'keep' if r.keep else '    '}  {r.score:8.3f}  {r.path}")
+                _echo(f"{r.group:>5}  {'keep' if r.keep else '    '}  {r.score:8.3f}  {printable(r.path)}")
     files = len(culled.records) - culled.failed
     cached = f" ({culled.cached} from {run.cache})" if culled.cached else ""
     _echo(
@@ -564,8 +571,8 @@ def diagnose(
             max_pixels=max_pixels,
             map_dir=map_dir,
             overwrite=overwrite,
-            on_empty=lambda item: _echo(f"skipped: {item}: no image files found there", err=True),
-            on_bad=lambda message: _echo(f"skipped: {message}", err=True),
+            on_empty=lambda item: _skipped(f"{item}: no image files found there"),
+            on_bad=_skipped,
         )
     _print_diagnoses(run)
     if run.failed:
@@ -576,13 +583,13 @@ def _print_diagnoses(run: DiagnoseRun) -> None:
     """Failed files on stderr; the diagnoses on stdout (without --output); a summary."""
     for r in run.records:
         if r.error:
-            _echo(f"skipped: {r.error}", err=True)
+            _skipped(r.error)
     if run.output is None:
-        width = max((len(r.path) for r in run.records), default=4)
+        width = max((len(printable(r.path)) for r in run.records), default=4)
         _echo(f"{'path':<{width}}  {'score':>7}  {'issue':<11}  severity")
         for r in run.records:
             if r.score is not None:
-                _echo(f"{r.path:<{width}}  {r.score:>7.2f}  {r.issue:<11}  {r.severity:.2f}")
+                _echo(f"{printable(r.path):<{width}}  {r.score:>7.2f}  {r.issue:<11}  {r.severity:.2f}")
     if run.resumed:
         _echo(f"resumed: {run.resumed} file(s) diagnosed by a stopped run were kept", err=True)
     failed = sum(r.error is not None for r in run.records)
@@ -645,7 +652,7 @@ def fit_diagnosis_cmd(
 
 def _print_fit_diagnosis(result: FitResult) -> None:
     for cause in result.failures:
-        _echo(f"skipped: {cause}", err=True)
+        _skipped(cause)
     fit = result.head.fit
     typer.echo(f"fitted on {result.photos} photos ({result.renderings} renderings) in {result.seconds:.0f} s")
     v = fit.validation
@@ -702,7 +709,7 @@ def serve(
             help="Most decoded megapixels held by all requests at once (about 20 bytes each); "
             "requests beyond it wait.",
         ),
-    ] = 128.0,
+    ] = 64.0,
     request_megapixels: Annotated[
         float,
         typer.Option(min=0.01, help="Most megapixels one request may be charged: 413 beyond."),
@@ -715,14 +722,6 @@ def serve(
     (with a diagnosis head), GET /model, /livez, /readyz, /metrics, /openapi.json, /docs, and a
     page at / that sorts dropped photos by quality. SIGTERM stops it gracefully."""
     from reiqa.service.server import serve as run_service
-
-    if log_format not in ("plain", "json"):
-        raise typer.BadParameter(f"{log_format!r}: use plain or json", param_hint="--log-format")
-    if request_megapixels > inflight_megapixels:
-        raise typer.BadParameter(
-            f"{request_megapixels:g} is more than --inflight-megapixels {inflight_megapixels:g}",
-            param_hint="--request-megapixels",
-        )
 
     run_service(
         host=host,
@@ -887,7 +886,7 @@ def main() -> None:
     except (ReiqaError, OSError) as exc:
         if os.environ.get("REIQA_DEBUG"):
             raise
-        _echo(f"error: {_describe(exc)}", err=True)
+        _echo(f"error: {printable(_describe(exc))}", err=True)
         sys.exit(1)
 
 
@@ -986,7 +985,7 @@ def _refuse_stem(stem: Path, overwrite: bool) -> None:
 
 def _format_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
     """Warnings on the command line as one line each (reiqa's name the file they are about)."""
-    return f"warning: {message}\n"
+    return f"warning: {printable(message)}\n"
 
 
 def _describe(exc: BaseException) -> str:

@@ -33,8 +33,6 @@ from itertools import count
 from pathlib import Path
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from reiqa.atomic import write_text_atomic
 from reiqa.digest import file_sha256
@@ -115,11 +113,24 @@ class Groups:
 
 
 def components(n: int, pairs: Pairs) -> np.ndarray:
-    """Single linkage: the connected components of the pair graph (union-find), numbered by
-    their first row."""
-    graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs.first, pairs.second)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    return _renumber(labels)
+    """Single linkage: the connected components of the pair graph, numbered by their first row.
+
+    A vectorised union-find over the edge list (numpy only): every row points to a row no later
+    than itself; each round hooks the later of the two roots of every edge that joins two trees
+    onto the earlier one, then flattens the trees (pointer jumping), until no edge joins two
+    trees. Each round removes a root, and the roots that remain are the first rows of their
+    components."""
+    parent = np.arange(n, dtype=np.int64)
+    first, second = np.asarray(pairs.first, np.int64), np.asarray(pairs.second, np.int64)
+    while True:
+        a, b = parent[first], parent[second]
+        apart = a != b
+        if not apart.any():
+            return _renumber(parent)
+        a, b = a[apart], b[apart]
+        np.minimum.at(parent, np.maximum(a, b), np.minimum(a, b))
+        while not np.array_equal(jumped := parent[parent], parent):
+            parent = jumped
 
 
 def _renumber(labels: np.ndarray) -> np.ndarray:

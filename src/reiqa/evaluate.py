@@ -14,12 +14,13 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
-from scipy import optimize, special, stats
 
 from reiqa.atomic import write_json_atomic, write_text_atomic
 from reiqa.errors import EvaluationError
+from reiqa.extras import require
 from reiqa.plots import new_figure, save_figure
 from reiqa.regress import FileRef, FitInfo, QualityRegressor
 
@@ -104,8 +105,13 @@ def load_splits(path: str | Path, *, keys: Sequence[str]) -> list[Split]:
     return out
 
 
+def _scipy(name: str) -> ModuleType:
+    """``scipy.<name>``, which evaluating needs (the train extra)."""
+    return require(f"scipy.{name}", "train", "evaluating predictions")
+
+
 def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
-    return (b1 - b2) * special.expit((x - b3) / np.abs(b4)) + b2  # expit: no overflow for large |x|
+    return (b1 - b2) * _scipy("special").expit((x - b3) / np.abs(b4)) + b2  # expit: no overflow for large |x|
 
 
 def fit_logistic(pred: np.ndarray, mos: np.ndarray) -> np.ndarray:
@@ -113,6 +119,7 @@ def fit_logistic(pred: np.ndarray, mos: np.ndarray) -> np.ndarray:
     fit when the optimiser does not converge."""
     pred, mos = np.asarray(pred, float), np.asarray(mos, float)
     start = [mos.max(), mos.min(), float(np.mean(pred)), float(np.std(pred)) or 1.0]
+    optimize = _scipy("optimize")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optimize.OptimizeWarning)
@@ -128,7 +135,7 @@ def fit_logistic(pred: np.ndarray, mos: np.ndarray) -> np.ndarray:
 
 def metrics(pred: np.ndarray, mos: np.ndarray) -> dict[str, float]:
     pred, mos = np.asarray(pred, float), np.asarray(mos, float)
-    mapped = fit_logistic(pred, mos)
+    stats, mapped = _scipy("stats"), fit_logistic(pred, mos)
     return {
         "srcc": float(stats.spearmanr(pred, mos).statistic),
         "krcc": float(stats.kendalltau(pred, mos).statistic),
@@ -203,7 +210,7 @@ def evaluate(
                 sel = kinds == kind
                 if sel.sum() >= 3:
                     per_type.setdefault(str(kind), []).append(
-                        float(stats.spearmanr(pred[sel], mos[s.test][sel]).statistic)
+                        float(_scipy("stats").spearmanr(pred[sel], mos[s.test][sel]).statistic)
                     )
     return EvaluationResult(name, per_split, predictions, alphas, per_type)
 

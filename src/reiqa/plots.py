@@ -2,22 +2,26 @@
 
 Each figure is a ``matplotlib.figure.Figure`` with its own Agg canvas, so drawing one never
 switches the backend of a user's session (a notebook keeps its inline backend) and holds no
-global pyplot state. Files are written atomically (``reiqa.atomic``)."""
+global pyplot state. Files are written atomically (``reiqa.atomic``). matplotlib is imported when
+a figure is made: scoring never needs it."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from reiqa.atomic import atomic_path
+from reiqa.extras import require
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def new_figure(width: float, height: float) -> Figure:
-    """A figure of ``width`` x ``height`` inches with an Agg canvas attached."""
-    figure = Figure(figsize=(width, height))
-    FigureCanvasAgg(figure)
+    """A figure of ``width`` x ``height`` inches with an Agg canvas attached (matplotlib: the
+    plots extra)."""
+    figure = require("matplotlib.figure", "plots", "drawing figures").Figure(figsize=(width, height))
+    require("matplotlib.backends.backend_agg", "plots", "drawing figures").FigureCanvasAgg(figure)
     return figure
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from reiqa import schema
 from reiqa.atomic import atomic_path, write_json_atomic
 from reiqa.errors import ConfigError, RegressorError
+from reiqa.extras import require
 
 # 0.2-decade steps from 1e-3 to 1e5: ARNIQA's range (1e-3..1e3) is too narrow for thousands of
 # standardised features on a few hundred images (the strength settles near 1e3 or above).
@@ -31,6 +32,8 @@ DEFAULT_ALPHAS = tuple(float(a) for a in np.geomspace(1e-3, 1e5, 41))
 DEFAULT_L1_RATIOS = (0.1, 0.5, 0.9)
 DEFAULT_PAIR_WEIGHTS = (0.0, 0.01, 0.1, 1.0, 10.0)
 FORMAT = "reiqa-regressor-1"
+#: what needs the train extra here (predicting needs numpy alone)
+FITTING = "fitting a regressor"
 
 
 @dataclass(frozen=True)
@@ -127,8 +130,7 @@ class FitInfo:
 
 
 def srcc(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy import stats  # fitting only: scoring (predict) needs numpy alone
-
+    stats = require("scipy.stats", "train", FITTING)  # fitting only: scoring (predict) needs numpy alone
     value = stats.spearmanr(a, b).statistic
     return float(value) if np.isfinite(value) else 0.0
 
@@ -157,8 +159,7 @@ def ranked_ridge(
         grad = 2 * gw - 2 * zty + 2 * alpha * w - 2 * weight * (dz.T @ hinge)
         return float(value), grad
 
-    from scipy import optimize
-
+    optimize = require("scipy.optimize", "train", FITTING)
     result = optimize.minimize(objective, ridge_w, jac=True, method="L-BFGS-B", options={"maxiter": 1000})
     if not result.success:
         warnings.warn(f"ranked_ridge: L-BFGS stopped early ({result.message})", UserWarning, stacklevel=2)
@@ -222,11 +223,10 @@ class QualityRegressor:
         return np.array([srcc(self._model(a, r).fit(z, y).predict(z_eval), y_eval) for a, r in grid])
 
     def _model(self, alpha: float, l1_ratio: float | None):
-        from sklearn.linear_model import ElasticNet, Ridge
-
+        linear_model = require("sklearn.linear_model", "train", FITTING)
         if self.method == "ridge":
-            return Ridge(alpha=alpha)
-        return ElasticNet(alpha=alpha, l1_ratio=l1_ratio, max_iter=5000)
+            return linear_model.Ridge(alpha=alpha)
+        return linear_model.ElasticNet(alpha=alpha, l1_ratio=l1_ratio, max_iter=5000)
 
     def _grid(self) -> list[tuple[float, float | None]]:
         ratios = self.l1_ratios if self.method == "elasticnet" else (None,)
@@ -280,9 +280,8 @@ class QualityRegressor:
             folds = min(self.folds, len(y))
             if folds < 2:
                 raise RegressorError("need a validation set or at least 2 samples for cross-validation")
-            from sklearn.model_selection import KFold
-
-            splits = KFold(folds, shuffle=True, random_state=self.seed).split(z)
+            kfold = require("sklearn.model_selection", "train", FITTING).KFold
+            splits = kfold(folds, shuffle=True, random_state=self.seed).split(z)
             scores = np.mean([self._scores(z[tr], y[tr], z[te], y[te]) for tr, te in splits], axis=0)
             how = f"{folds}-fold cross-validation"
         best = int(np.argmax(scores))
@@ -332,10 +331,9 @@ class QualityRegressor:
         folds = min(self.folds, len(y), len(dz))
         if folds < 2:
             raise RegressorError(f"need at least 2 pairs to choose the pair weight, got {len(dz)}")
-        from sklearn.model_selection import KFold
-
-        row_folds = list(KFold(folds, shuffle=True, random_state=self.seed).split(z))
-        pair_folds = list(KFold(folds).split(dz))  # contiguous blocks: one photo's links together
+        kfold = require("sklearn.model_selection", "train", FITTING).KFold
+        row_folds = list(kfold(folds, shuffle=True, random_state=self.seed).split(z))
+        pair_folds = list(kfold(folds).split(dz))  # contiguous blocks: one photo's links together
         table = {}
         for weight in self.pair_weights:
             srccs, orders = [], []

@@ -80,8 +80,8 @@ def test_metrics_count_requests_images_and_batches(guarded, photos) -> None:
     assert grew("reiqa_batch_size_images_count") >= 1 and grew("reiqa_batch_size_images_sum") == 2
     assert _value(after, "reiqa_queue_depth_images") == 0
     assert _value(after, "reiqa_requests_in_progress") == 0
-    assert _value(after, "reiqa_pixel_budget") == 128e6
-    assert 0 < _value(after, "reiqa_pixels_in_flight_peak") <= 128e6
+    assert _value(after, "reiqa_pixel_budget") == 64e6
+    assert 0 < _value(after, "reiqa_pixels_in_flight_peak") <= 64e6
     assert not any("nowhere" in str(labels) for _, labels in after)
 
 

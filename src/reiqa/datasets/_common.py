@@ -6,8 +6,8 @@ Most loaders are a declaration: a ``LabelFile`` says where the label file is, ho
 std, what else a row says (``entry``) and where the images are; ``load_labels`` reads it. A loader
 with several label files reads each with ``read_labels`` and joins them itself.
 
-scipy (for .mat) and openpyxl (for .xlsx) are imported when a loader needs them, so importing
-``reiqa.datasets`` stays cheap.
+scipy (for .mat) and openpyxl (for .xlsx), the train extra, are imported when a loader needs them,
+so importing ``reiqa.datasets`` stays cheap.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 
 from reiqa.datasets.base import DatasetSpec, LabelTable
 from reiqa.errors import DatasetError
+from reiqa.extras import require
 
 #: how many missing image names an error message shows
 _SHOW = 3
@@ -235,10 +236,9 @@ def read_csv(path: Path, required: Sequence[str], *, what: str) -> list[tuple[in
 
 def read_mat(path: Path, keys: Sequence[str], *, what: str) -> dict[str, np.ndarray]:
     """The variables ``keys`` of a MATLAB (v5) .mat file."""
-    import scipy.io
-
+    loadmat = require("scipy.io", "train", f"reading {what} (.mat)").loadmat
     try:
-        data = scipy.io.loadmat(str(path))
+        data = loadmat(str(path))
     except (ValueError, OSError, NotImplementedError, TypeError) as exc:
         raise DatasetError(
             f"{path}: cannot be read as a MATLAB .mat file ({exc}); re-extract the {what}"
@@ -279,7 +279,7 @@ def mat_numbers(array: np.ndarray, *, path: Path, key: str) -> np.ndarray:
 
 def read_xlsx(path: Path, *, sheet: str | None, what: str) -> list[tuple[Any, ...]]:
     """All rows of one sheet (the first when ``sheet`` is None) as tuples of cell values."""
-    import openpyxl
+    openpyxl = require("openpyxl", "train", f"reading {what} (.xlsx)")
     from openpyxl.utils.exceptions import InvalidFileException
 
     try:

@@ -34,6 +34,7 @@ from reiqa.atomic import atomic_path
 from reiqa.diagnosis import FILES, DiagnosisHead, FitRecord
 from reiqa.distortions.issues import ISSUES, NONE, label
 from reiqa.errors import DataError, ModelError
+from reiqa.extras import require
 from reiqa.features import encode, prepare_or_failure
 from reiqa.inference import ReIQA, load, model_folder
 from reiqa.inference.pipeline import encoders_for
@@ -296,9 +297,8 @@ def _held_out(photo: np.ndarray, paths: Sequence[str], fraction: float, seed: in
 def _classifier(z: np.ndarray, y: np.ndarray, cs: Sequence[float], z_eval: np.ndarray | None):
     """Logistic regressions for ``cs`` (ascending, each started from the last); the held-out
     probabilities of each when ``z_eval`` is given. Returns (the last model, [(n_eval, K)])."""
-    from sklearn.linear_model import LogisticRegression
-
-    clf = LogisticRegression(class_weight="balanced", max_iter=2000, tol=1e-4, warm_start=True)
+    linear_model = require("sklearn.linear_model", "train", "fitting a diagnosis head")
+    clf = linear_model.LogisticRegression(class_weight="balanced", max_iter=2000, tol=1e-4, warm_start=True)
     probabilities = []
     for c in sorted(cs):
         clf.set_params(C=c).fit(z, y)
@@ -525,6 +525,7 @@ def fit_diagnosis(
     started = time.perf_counter()
     if blocks not in BLOCK_SETS:
         raise ModelError(f"blocks must be one of {sorted(BLOCK_SETS)}, got {blocks!r}")
+    require("sklearn.linear_model", "train", "reiqa fit-diagnosis")  # before minutes of rendering
     out = Path(out)
     with model_folder(None if str(model) == "default" else model) as folder:
         copied = (

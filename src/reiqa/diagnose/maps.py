@@ -16,12 +16,15 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
+from reiqa.extras import require
 from reiqa.inference import ReIQA
 from reiqa.plots import new_figure, save_figure
 
 __all__ = ["MIN_CROP", "QualityMap", "crop_positions", "quality_map", "write_map"]
 
 MIN_CROP = 64
+#: what needs the plots extra here
+MAPS = "reiqa diagnose --map"
 
 
 @dataclass(frozen=True)
@@ -108,8 +111,8 @@ def write_map(
     """A PNG of the photo (``image``: (3, H, W) in [0, 1], shown in grey) under its map, red where
     the score is worst, the worst crop outlined, with a colour bar and ``title`` inside; the photo's aspect,
     ``long_side_px`` on its longer side; written atomically."""
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.patches import Rectangle
+    ScalarMappable = require("matplotlib.cm", "plots", MAPS).ScalarMappable
+    Rectangle = require("matplotlib.patches", "plots", MAPS).Rectangle
 
     h, w = image.shape[-2:]
     dpi = 100

@@ -29,6 +29,7 @@ from pathlib import Path
 from reiqa.atomic import write_text_atomic
 from reiqa.diagnosis import DiagnosisHead, DiagnosisRecord
 from reiqa.errors import OutputError
+from reiqa.extras import require
 from reiqa.inference import ReIQA, load
 from reiqa.inputs import expand_inputs
 from reiqa.io import DEFAULT_MAX_PIXELS, Failure
@@ -196,7 +197,9 @@ def _map_name(path: str, used: set[str]) -> str:
 
 def map_targets(paths: Sequence[str | Path], folder: Path, *, overwrite: bool = False) -> dict[str, Path]:
     """The heat map file of each path in ``folder``: ``<stem>.png`` (``<stem>-2.png``, ... for
-    repeated stems); an existing one is refused without ``overwrite``, before any work."""
+    repeated stems); an existing one is refused without ``overwrite``, before any work, and so is
+    an install without matplotlib."""
+    require("matplotlib", "plots", "reiqa diagnose --map")
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder}: is a file; --map takes a folder")
     used: set[str] = set()

@@ -50,7 +50,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from torch import Tensor
 
-from reiqa import __version__
 from reiqa.inference import DiagnosisRecord, ReIQA, ScoreRecord
 from reiqa.io import DEFAULT_MAX_PIXELS, Failure
 from reiqa.service import schemas
@@ -59,6 +58,7 @@ from reiqa.service.limits import BudgetTimeout, PixelBudget, declared_pixels, re
 from reiqa.service.logs import log_request
 from reiqa.service.metrics import CONTENT_TYPE, ServiceMetrics, path_label
 from reiqa.service.uploads import TooManyFiles, UploadedFile, UploadError, read_files
+from reiqa.version import __version__
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -307,76 +307,216 @@ def _register_heif() -> None:
     pillow_heif.register_heif_opener()
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the service; see :func:`create_app`."""
+
+    max_upload_bytes: int = 50 * 2**20
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    max_files: int = 256
+    max_concurrent: int = 32
+    request_timeout_s: float = 120.0
+    read_timeout_s: float = 15.0
+    inflight_pixels: int = 64_000_000
+    request_pixels: int = 64_000_000
+
+    def __post_init__(self) -> None:
+        if self.request_pixels > self.inflight_pixels:
+            raise ValueError(
+                f"request_pixels ({self.request_pixels}) must not exceed inflight_pixels "
+                f"({self.inflight_pixels})"
+            )
+
+
+class Scoring:
+    """The work of ``POST /score`` and ``/diagnose``: read the body, charge its pixels, decode
+    each file, batch the images with other requests', and drop it all when the client goes."""
+
+    def __init__(self, model: ReIQA, limits: Limits, metrics: ServiceMetrics, batcher: ScoreBatcher) -> None:
+        self.model, self.limits, self.metrics, self.batcher = model, limits, metrics, batcher
+        self.budget = PixelBudget(limits.inflight_pixels)
+        self.ready = asyncio.Event()
+        metrics.queue_depth.set_function(lambda: batcher.queued_images)
+        metrics.pixels_in_flight.set_function(lambda: self.budget.in_use)
+        metrics.pixels_peak.set_function(lambda: self.budget.peak)
+
+    async def warm(self) -> None:
+        """One synthetic image through the encoders; ``ready`` is set afterwards."""
+        image = self.model.prepare(torch.rand(3, 224, 224), name="warm-up")
+        try:
+            await self.batcher.score([("warm-up", image, False)])
+        except Exception:  # the service still answers; the first request pays instead
+            log.exception("reiqa serve: warming up the model failed")
+        self.ready.set()
+        log.info("reiqa serve: ready (model %s warmed up)", self.model.model_id)
+
+    async def _prepare(self, files: list[UploadedFile], outcome: Outcome) -> list[Tensor | Failure]:
+        """Each upload decoded, one at a time, and brought to the model's size cap, or the
+        Failure that says why not. A cancelled request stops at the next file."""
+        items = []
+        for f in files:
+            item = await asyncio.to_thread(
+                self.model.prepare, f.data, name=f.filename, max_pixels=self.limits.max_pixels
+            )
+            items.append(item)
+            f.data = b""  # the bytes are no longer needed
+        outcome.failed = sum(isinstance(item, Failure) for item in items)
+        return items
+
+    async def _work(self, files: list[UploadedFile], outcome: Outcome, diagnose: bool) -> list[Record]:
+        """The records of one request, in order: its images through the batcher (with other
+        requests' images), its failures at once (they need no model)."""
+        items = await self._prepare(files, outcome)
+        names = [f.filename for f in files]
+        bad = [i for i, item in enumerate(items) if isinstance(item, Failure)]
+        failing = self.model.diagnose_batch if diagnose else self.model.score_batch
+        failed = iter(failing([names[i] for i in bad], [items[i] for i in bad]))
+        images = [
+            (name, item, diagnose)
+            for name, item in zip(names, items, strict=True)
+            if not isinstance(item, Failure)
+        ]
+        scored = iter(await self.batcher.score(images) if images else [])
+        return [next(failed) if isinstance(item, Failure) else next(scored) for item in items]
+
+    async def _files(self, request: Request, deadline: float) -> list[UploadedFile]:
+        limits = self.limits
+        body = await _read_body(request.receive, limits.max_upload_bytes, limits.read_timeout_s, deadline)
+        try:
+            return read_files(body, request.headers.get("content-type"), max_files=limits.max_files)
+        except TooManyFiles as exc:
+            raise _Refused(413, str(exc), reason="files") from None
+        except UploadError as exc:
+            raise _Refused(400, str(exc), reason="bad-request") from None
+
+    async def _cost(self, files: list[UploadedFile]) -> int:
+        """The pixels the request is charged (413 over the per-request limit)."""
+        sizes = await asyncio.to_thread(lambda: [declared_pixels(f.data) for f in files])
+        cost = request_cost(sizes, max_side=self.model.options.max_side, max_pixels=self.limits.max_pixels)
+        if cost > self.limits.request_pixels:
+            raise _Refused(
+                413,
+                f"the request's images need {cost / 1e6:.1f} megapixels (the largest decoded, all held "
+                f"until scored), more than the limit of {self.limits.request_pixels / 1e6:g} per request "
+                "(--request-megapixels); send them in several requests",
+                reason="pixels",
+            )
+        return cost
+
+    async def answer(
+        self, request: Request, result: Callable[[Record], dict[str, Any]], diagnose: bool
+    ) -> Response:
+        """The response to one scoring request (an error's, or the results')."""
+        outcome: Outcome = request.scope["reiqa"]
+        deadline = time.monotonic() + self.limits.request_timeout_s
+        try:
+            files = await self._files(request, deadline)
+            outcome.images = len(files)
+            cost = await self._cost(files)
+            try:
+                async with self.budget.reserve(cost, timeout_s=max(deadline - time.monotonic(), 0.001)):
+                    records = await self._until_done_or_gone(
+                        self._work(files, outcome, diagnose), request, deadline
+                    )
+            except BudgetTimeout:
+                raise _Refused(
+                    503,
+                    f"busy: waited {self.limits.request_timeout_s:g}s for other requests' images to be "
+                    "scored; retry",
+                    reason="pixels",
+                    headers={"retry-after": "5"},
+                ) from None
+        except _ClientGone:
+            outcome.note = "client gone"
+            self.metrics.disconnects.inc()
+            return Response(status_code=CLIENT_GONE)  # nobody reads it
+        except _Refused as exc:
+            self.metrics.rejected.labels(reason=exc.reason).inc()
+            if exc.status == 408:
+                outcome.note = "body stalled"
+                exc.headers = {**exc.headers, "connection": "close"}
+            return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=exc.headers)
+        self.metrics.images.labels(outcome="scored").inc(len(records) - outcome.failed)
+        self.metrics.images.labels(outcome="failed").inc(outcome.failed)
+        return JSONResponse({"results": [result(r) for r in records]})
+
+    async def _until_done_or_gone(
+        self, job: Awaitable[list[Record]], request: Request, deadline: float
+    ) -> list[Record]:
+        """``job``'s records; cancels it when the client hangs up (_ClientGone) or the deadline
+        passes (503)."""
+        task = asyncio.ensure_future(job)
+        gone = asyncio.ensure_future(_until_disconnect(request.receive))
+        try:
+            done, _ = await asyncio.wait(
+                {task, gone},
+                timeout=max(deadline - time.monotonic(), 0.001),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            gone.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        if gone in done:
+            raise _ClientGone
+        raise _Refused(
+            503,
+            f"timed out: not answered within {self.limits.request_timeout_s:g}s (--request-timeout); "
+            "retry later",
+            reason="timeout",
+            headers={"retry-after": "5"},
+        )
+
+
 def create_app(
     model: ReIQA,
     *,
-    max_upload_bytes: int = 50 * 2**20,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
     token: str | None = None,
     batch_window_s: float = 0.01,
     max_batch_images: int = 16,
-    max_files: int = 256,
-    max_concurrent: int = 32,
-    request_timeout_s: float = 120.0,
-    read_timeout_s: float = 15.0,
-    inflight_pixels: int = 128_000_000,
-    request_pixels: int = 64_000_000,
     warmup: bool = True,
+    **limits: Any,
 ) -> ASGIApp:
     """The service around ``model`` (already loaded, on its device), as an ASGI app for uvicorn.
 
     Args:
-        max_upload_bytes: largest request body.
-        max_pixels: largest width * height of one image (decoded or not).
         token: the bearer token every request but the open paths must bear; None: none.
         batch_window_s, max_batch_images: how the batcher gathers concurrent requests' images.
-        max_files: most ``file`` parts in one request (413 beyond).
-        max_concurrent: most POST /score and /diagnose requests answered at once (503 beyond).
-        request_timeout_s: most seconds from a request's headers to its answer (its body, its
-            wait for pixels and for the encoders); 503 past it, and its work is dropped.
-        read_timeout_s: most seconds between two chunks of a body (408 past it).
-        inflight_pixels: most decoded pixels held at once by all requests (see
-            ``reiqa.service.limits``); memory for images stays under about 20 bytes each.
-        request_pixels: most pixels one request may be charged (413 beyond); at most
-            ``inflight_pixels``.
         warmup: score one synthetic image once the app starts; ``/readyz`` is 503 until then.
+        limits: the fields of :class:`Limits`:
+
+            - ``max_upload_bytes``: largest request body (413 beyond);
+            - ``max_pixels``: largest width * height of one image (that file's error beyond);
+            - ``max_files``: most ``file`` parts in one request (413 beyond);
+            - ``max_concurrent``: most scoring requests answered at once (503 beyond);
+            - ``request_timeout_s``: most seconds from a request's headers to its answer (its
+              body, its wait for pixels and for the encoders); 503 past it, its work dropped;
+            - ``read_timeout_s``: most seconds between two chunks of a body (408 past it);
+            - ``inflight_pixels``: most decoded pixels held at once by all requests (see
+              ``reiqa.service.limits``): image memory stays under about 20 bytes each;
+            - ``request_pixels``: most pixels one request may be charged (413 beyond), at most
+              ``inflight_pixels``.
     """
-    if request_pixels > inflight_pixels:
-        raise ValueError(
-            f"request_pixels ({request_pixels}) must not exceed inflight_pixels ({inflight_pixels})"
-        )
-    metrics = ServiceMetrics(version=__version__, model_id=model.model_id, pixel_budget=inflight_pixels)
+    bounds = Limits(**limits)
+    metrics = ServiceMetrics(
+        version=__version__, model_id=model.model_id, pixel_budget=bounds.inflight_pixels
+    )
     batcher = ScoreBatcher(
         _score_pairs(model),
         window_s=batch_window_s,
         max_images=max_batch_images,
         on_batch=lambda images, _: metrics.batch_size.observe(images),
     )
-    budget = PixelBudget(inflight_pixels)
-    metrics.queue_depth.set_function(lambda: batcher.queued_images)
-    metrics.pixels_in_flight.set_function(lambda: budget.in_use)
-    metrics.pixels_peak.set_function(lambda: budget.peak)
-    card = model_card(model)
-    page = resources.files("reiqa.service").joinpath("page.html").read_text(encoding="utf-8")
-    max_side = model.options.max_side
-    ready = asyncio.Event()
+    scoring = Scoring(model, bounds, metrics, batcher)
     _register_heif()
-
-    async def warm() -> None:
-        image = model.prepare(torch.rand(3, 224, 224), name="warm-up")
-        try:
-            await batcher.score([("warm-up", image, False)])
-        except Exception:  # the service still answers; the first request pays instead
-            log.exception("reiqa serve: warming up the model failed")
-        ready.set()
-        log.info("reiqa serve: ready (model %s warmed up)", model.model_id)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await batcher.start()
-        warming = asyncio.create_task(warm()) if warmup else None
+        warming = asyncio.create_task(scoring.warm()) if warmup else None
         if warming is None:
-            ready.set()
+            scoring.ready.set()
         try:
             yield
         finally:
@@ -393,7 +533,25 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json",
     )
-    app.state.batcher, app.state.budget, app.state.metrics = batcher, budget, metrics
+    app.state.batcher, app.state.scoring, app.state.metrics = batcher, scoring, metrics
+    _add_routes(app, scoring)
+    if token is not None:
+        _declare_bearer(app)
+    return Guard(
+        app,
+        token=token,
+        max_upload_bytes=bounds.max_upload_bytes,
+        max_concurrent=bounds.max_concurrent,
+        metrics=metrics,
+        model_id=model.model_id,
+    )
+
+
+def _add_routes(app: FastAPI, scoring: Scoring) -> None:
+    """The endpoints of :func:`create_app`."""
+    model, metrics = scoring.model, scoring.metrics
+    card = model_card(model)
+    page = resources.files("reiqa.service").joinpath("page.html").read_text(encoding="utf-8")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -410,7 +568,7 @@ def create_app(
         responses={503: {"model": schemas.Status, "description": "Still warming up"}},
     )
     async def readyz() -> JSONResponse:
-        if not ready.is_set():
+        if not scoring.ready.is_set():
             return JSONResponse({"status": "warming up"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
@@ -439,123 +597,20 @@ def create_app(
     async def docs() -> HTMLResponse:
         return HTMLResponse(schemas.docs_page(app.openapi()))
 
-    async def prepare(files: list[UploadedFile], outcome: Outcome) -> list[Tensor | Failure]:
-        """Each upload decoded, one at a time, and brought to the model's size cap, or the
-        Failure that says why not. A cancelled request stops at the next file."""
-        items = []
-        for f in files:
-            items.append(
-                await asyncio.to_thread(model.prepare, f.data, name=f.filename, max_pixels=max_pixels)
-            )
-            f.data = b""  # the bytes are no longer needed
-        outcome.failed = sum(isinstance(item, Failure) for item in items)
-        return items
-
-    async def work(files: list[UploadedFile], outcome: Outcome, diagnose: bool) -> list[Record]:
-        items = await prepare(files, outcome)
-        names = [f.filename for f in files]
-        bad = [i for i, item in enumerate(items) if isinstance(item, Failure)]
-        failing = model.diagnose_batch if diagnose else model.score_batch
-        failed = iter(failing([names[i] for i in bad], [items[i] for i in bad]))
-        images = [
-            (name, item, diagnose)
-            for name, item in zip(names, items, strict=True)
-            if not isinstance(item, Failure)
-        ]
-        scored = iter(await batcher.score(images) if images else [])
-        return [next(failed) if isinstance(item, Failure) else next(scored) for item in items]
-
-    async def answer(
-        request: Request, result: Callable[[Record], dict[str, Any]], *, diagnose: bool
-    ) -> Response:
-        outcome: Outcome = request.scope["reiqa"]
-        deadline = time.monotonic() + request_timeout_s
-        try:
-            body = await _read_body(request.receive, max_upload_bytes, read_timeout_s, deadline)
-            try:
-                files = read_files(body, request.headers.get("content-type"), max_files=max_files)
-            except TooManyFiles as exc:
-                raise _Refused(413, str(exc), reason="files") from None
-            except UploadError as exc:
-                raise _Refused(400, str(exc), reason="bad-request") from None
-            del body
-            outcome.images = len(files)
-            sizes = await asyncio.to_thread(lambda: [declared_pixels(f.data) for f in files])
-            cost = request_cost(sizes, max_side=max_side, max_pixels=max_pixels)
-            if cost > request_pixels:
-                raise _Refused(
-                    413,
-                    f"the request's images need {cost / 1e6:.1f} megapixels (the largest decoded, all held "
-                    f"until scored), more than the limit of {request_pixels / 1e6:g} per request "
-                    "(--request-megapixels); send them in several requests",
-                    reason="pixels",
-                )
-            try:
-                async with budget.reserve(cost, timeout_s=max(deadline - time.monotonic(), 0.001)):
-                    records = await _until_done_or_gone(work(files, outcome, diagnose), request, deadline)
-            except BudgetTimeout:
-                raise _Refused(
-                    503,
-                    f"busy: waited {request_timeout_s:g}s for other requests' images to be scored; retry",
-                    reason="pixels",
-                    headers={"retry-after": "5"},
-                ) from None
-        except _ClientGone:
-            outcome.note = "client gone"
-            metrics.disconnects.inc()
-            return Response(status_code=CLIENT_GONE)  # nobody reads it
-        except _Refused as exc:
-            metrics.rejected.labels(reason=exc.reason).inc()
-            if exc.status == 408:
-                outcome.note = "body stalled"
-                exc.headers = {**exc.headers, "connection": "close"}
-            return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=exc.headers)
-        metrics.images.labels(outcome="scored").inc(len(records) - outcome.failed)
-        metrics.images.labels(outcome="failed").inc(outcome.failed)
-        return JSONResponse({"results": [result(r) for r in records]})
-
-    async def _until_done_or_gone(
-        job: Awaitable[list[Record]], request: Request, deadline: float
-    ) -> list[Record]:
-        """``job``'s records; cancels it when the client hangs up (_ClientGone) or the deadline
-        passes (503)."""
-        task = asyncio.ensure_future(job)
-        gone = asyncio.ensure_future(_until_disconnect(request.receive))
-        try:
-            done, _ = await asyncio.wait(
-                {task, gone},
-                timeout=max(deadline - time.monotonic(), 0.001),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            gone.cancel()
-        if task in done:
-            return task.result()
-        task.cancel()
-        if gone in done:
-            raise _ClientGone
-        raise _Refused(
-            503,
-            f"timed out: not answered within {request_timeout_s:g}s (--request-timeout); retry later",
-            reason="timeout",
-            headers={"retry-after": "5"},
-        )
-
     upload = {"openapi_extra": schemas.UPLOAD_BODY, "responses": schemas.UPLOAD_ERRORS}
 
     @app.post("/score", response_model=schemas.ScoreResponse, summary="Score images", **upload)
     async def score(request: Request) -> Response:
-        return await answer(request, _score_result, diagnose=False)
+        return await scoring.answer(request, _score_result, diagnose=False)
+
+    no_head = {501: {"model": schemas.ErrorBody, "description": "No diagnosis head"}}
 
     @app.post(
         "/diagnose",
         response_model=schemas.DiagnoseResponse,
         summary="Score images and name what is wrong with each",
         openapi_extra=schemas.UPLOAD_BODY,
-        responses={
-            **schemas.UPLOAD_ERRORS,
-            501: {"model": schemas.ErrorBody, "description": "No diagnosis head"},
-        },
+        responses={**schemas.UPLOAD_ERRORS, **no_head},
     )
     async def diagnose(request: Request) -> Response:
         if model.diagnosis is None:
@@ -564,18 +619,7 @@ def create_app(
                 "and serve that model folder"
             )
             return JSONResponse({"error": message}, status_code=501)
-        return await answer(request, _diagnosis_result, diagnose=True)
-
-    if token is not None:
-        _declare_bearer(app)
-    return Guard(
-        app,
-        token=token,
-        max_upload_bytes=max_upload_bytes,
-        max_concurrent=max_concurrent,
-        metrics=metrics,
-        model_id=model.model_id,
-    )
+        return await scoring.answer(request, _diagnosis_result, diagnose=True)
 
 
 def _declare_bearer(app: FastAPI) -> None:

@@ -123,6 +123,8 @@ def serve(
     log_format: str = "plain",
     header_timeout_s: float = 10.0,
     shutdown_timeout_s: float = 30.0,
+    request_pixels: int = 64_000_000,
+    inflight_pixels: int = 64_000_000,
     **app_options: object,
 ) -> None:
     """``reiqa serve``: check the token and the packages, bind ``host``:``port`` before the
@@ -131,7 +133,15 @@ def serve(
     ``app_options`` go to ``reiqa.service.app.create_app``."""
     token = token_from_env(token_env)
     check_installed()
-    from reiqa.service.logs import configure
+    from reiqa.service.logs import LOG_FORMATS, configure
+
+    if log_format not in LOG_FORMATS:
+        raise ReiqaError(f"--log-format {log_format}: use one of {', '.join(LOG_FORMATS)}")
+    if request_pixels > inflight_pixels:
+        raise ReiqaError(
+            f"--request-megapixels {request_pixels / 1e6:g} is more than --inflight-megapixels "
+            f"{inflight_pixels / 1e6:g}: a request that big could never be answered"
+        )
 
     configure(log_format)
     if not is_loopback(host) and token is None:
@@ -147,5 +157,7 @@ def serve(
 
     tune_allocator()
     net = load(model, backend=backend, device=device)
-    service = create_app(net, token=token, **app_options)  # type: ignore[arg-type]
+    service = create_app(
+        net, token=token, request_pixels=request_pixels, inflight_pixels=inflight_pixels, **app_options
+    )
     run(service, sock, header_timeout_s=header_timeout_s, shutdown_timeout_s=shutdown_timeout_s)

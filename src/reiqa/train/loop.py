@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from reiqa import dist, inputs
 from reiqa.atomic import write_text_atomic
 from reiqa.errors import ConfigError
+from reiqa.extras import require
 from reiqa.models import checkpoints
 from reiqa.models.moco import batch_negative_mask, info_nce
 from reiqa.runtime import pick_device
@@ -128,6 +129,8 @@ def run(
             fewer than one batch.
     """
     out_dir = Path(out_dir)
+    # every rank, before any work: TensorBoard logs (rank 0's) need the train extra
+    require("torch.utils.tensorboard", "train", "reiqa pretrain", package="tensorboard")
     rank_device, started = dist.start_from_env()
     try:
         return _run(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reiqa import dist
+from reiqa.extras import require
 
 SCALARS = ("loss", "accuracy", "lr", "images_per_s")
 
@@ -22,13 +23,9 @@ class MetricsLogger:
         self.path = out_dir / "metrics.jsonl"
         self.writer = None
         self.bar = None
-        if self.main:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(str(out_dir / "tb"), purge_step=step)
-            except ImportError:  # tensorboard is a dependency, but a minimal install may lack it
-                self.writer = None
+        if self.main:  # tensorboard: the train extra
+            tensorboard = require("torch.utils.tensorboard", "train", "training", package="tensorboard")
+            self.writer = tensorboard.SummaryWriter(str(out_dir / "tb"), purge_step=step)
         if self.main and progress:
             from tqdm import tqdm
 

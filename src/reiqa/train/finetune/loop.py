@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 from reiqa import distortions
 from reiqa.atomic import write_json_atomic, write_text_atomic
 from reiqa.errors import ConfigError
+from reiqa.extras import require
 from reiqa.inference import ReIQA, load
 from reiqa.models.checkpoints import find_checkpoint
 from reiqa.ranking import DEGRADING
@@ -329,6 +330,7 @@ def run(
         UnknownNameError, DatasetError: a database name or folder that does not work.
     """
     out_dir = Path(out_dir)
+    require("scipy.stats", "train", "reiqa finetune")  # validation's metrics, checked before any work
     on = pick_device(device)
     rows = load_rows(cfg.databases, val_fraction=cfg.val_fraction, val=cfg.val, seed=cfg.seed)
     _prepare_out_dir(cfg, out_dir, rows, resume=resume)

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 
 from reiqa.evaluate import metrics
+from reiqa.extras import require
 from reiqa.features import FeatureOptions, iter_prepared
 from reiqa.io import Failure
 from reiqa.train.finetune.config import FinetuneConfig
@@ -80,6 +80,7 @@ def _agreement(pred: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
             return {k: _finite(m[k]) for k in ("srcc", "plcc", "plcc_logistic")}
         if len(pred) < 2:
             return {"srcc": None, "plcc": None, "plcc_logistic": None}
+        stats = require("scipy.stats", "train", "validating a fine-tuning run")
         srcc = stats.spearmanr(pred, truth).statistic
         plcc = stats.pearsonr(pred, truth).statistic if np.ptp(pred) > 0 else math.nan
     return {"srcc": _finite(srcc), "plcc": _finite(plcc), "plcc_logistic": None}
