@@ -8,6 +8,12 @@ that does not match the content, or a few of these at once. The same seed gives 
 
 File names are ASCII and show the base format and mutation, e.g. ``0007-png-bitflip.png``.
 
+A second, smaller corpus (:func:`make_rare_corpus`) covers the rarer formats reiqa decodes (TGA,
+DDS, PCX, SGI, ICNS, QOI, BLP, MPO, XBM, FLI, ...) and formats it refuses (EPS, WMF/EMF, PDF, PSD,
+IM): a small valid file of each, written by Pillow where it can write the format and built by
+hand where it cannot, then truncated at several offsets, with bits flipped in its header, and
+under the suffix of another format.
+
 Run as a script to write a corpus: ``python tests/fuzz_corpus.py OUT_DIR [--n 1000] [--seed 0]``.
 """
 
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import io
 import struct
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,11 +34,15 @@ from PIL import Image
 __all__ = [
     "FORMATS",
     "MUTATIONS",
+    "RARE_FORMATS",
+    "REFUSED_FORMATS",
     "TARGETED",
     "base_images",
     "dds_unknown_fourcc",
     "make_corpus",
+    "make_rare_corpus",
     "mutate",
+    "rare_images",
     "set_dims",
 ]
 
@@ -609,3 +620,226 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ------------------------------------------------------------------------------- rarer formats
+
+RARE_FORMATS: dict[str, str] = {
+    "tga": ".tga",
+    "dds": ".dds",
+    "pcx": ".pcx",
+    "dcx": ".dcx",
+    "sgi": ".sgi",
+    "sun": ".ras",
+    "icns": ".icns",
+    "qoi": ".qoi",
+    "blp": ".blp",
+    "ftex": ".ftc",
+    "mpo": ".mpo",
+    "msp": ".msp",
+    "xbm": ".xbm",
+    "xpm": ".xpm",
+    "gbr": ".gbr",
+    "fli": ".flc",
+    "fits": ".fits",
+}
+"""Rarer format reiqa decodes -> the suffix its files get."""
+
+REFUSED_FORMATS: dict[str, str] = {
+    "eps": ".eps",
+    "wmf": ".wmf",
+    "emf": ".emf",
+    "pdf": ".pdf",
+    "psd": ".psd",
+    "im": ".im",
+}
+"""Formats reiqa refuses whatever the file is named -> their suffix: by name and content
+(``unsupported-format``), or, for IM (which Pillow 13 opens but deprecates), as ``not-an-image``."""
+
+# Suffixes a variant is renamed to: a common one, another rare one, and none at all.
+_OTHER_SUFFIXES = [".jpg", ".png", ".tga", ".dds", ".bin", ""]
+
+
+def _fli(image: Image.Image) -> bytes:
+    """A one-frame FLC animation: a 256-colour palette chunk and an uncompressed (COPY) frame."""
+    palette = image.quantize(16)
+    colors = bytes(palette.getpalette()[:768]).ljust(768, b"\0")
+    color_chunk = struct.pack("<H", 1) + bytes(2) + colors  # one packet: skip 0, 256 colours
+    chunks = [(4, color_chunk), (16, np.asarray(palette).tobytes())]
+    body = b"".join(struct.pack("<IH", 6 + len(data), kind) + data for kind, data in chunks)
+    frame = struct.pack("<IHH", 16 + len(body), 0xF1FA, len(chunks)) + bytes(8) + body
+    header = bytearray(128)
+    struct.pack_into("<IHHHHHHI", header, 0, 128 + len(frame), 0xAF12, 1, *image.size, 8, 0, 5)
+    return bytes(header) + frame
+
+
+def _ftex(image: Image.Image) -> bytes:
+    """An uncompressed FTEX texture with one mipmap."""
+    pixels = image.convert("RGB").tobytes()
+    header = b"FTEX" + struct.pack("<7i", 1, *image.size, 1, 1, 1, 32)
+    return header + struct.pack("<i", len(pixels)) + pixels
+
+
+def _gbr(image: Image.Image) -> bytes:
+    """A GIMP brush, version 2, RGBA."""
+    name = b"brush\0"
+    header = struct.pack(">5I", 28 + len(name), 2, *image.size, 4) + b"GIMP" + struct.pack(">I", 10)
+    return header + name + image.convert("RGBA").tobytes()
+
+
+def _xpm() -> bytes:
+    """A 6 x 4 XPM with three colours and a transparent one."""
+    rows = ["abcdab", "bcdabc", "cdabcd", "dabcda"]
+    lines = ['"6 4 4 1"', '"a c #FF0000"', '"b c #00FF00"', '"c c #0000FF"', '"d c None"']
+    lines += [f'"{row}"' for row in rows]
+    return ("/* XPM */\nstatic char *image[] = {\n" + ",\n".join(lines) + "\n};\n").encode()
+
+
+def _dcx(image: Image.Image) -> bytes:
+    """A one-page DCX: the magic number, one page offset, the end of the list, a PCX."""
+    return struct.pack("<III", 0x3ADE68B1, 12, 0) + _encode(image, "PCX")
+
+
+def _icns(image: Image.Image) -> bytes:
+    """An ICNS icon with one 16 x 16 PNG element (Pillow writes every size up to 1024 x 1024)."""
+    png = _encode(image.resize((16, 16)), "PNG")
+    element = b"icp4" + struct.pack(">I", 8 + len(png)) + png
+    return b"icns" + struct.pack(">I", 8 + len(element)) + element
+
+
+def _sun(image: Image.Image) -> bytes:
+    """A 24-bit Sun raster (rows of BGR, an even number of bytes each)."""
+    w, h = image.size
+    rows = np.asarray(image.convert("RGB"))[:, :, ::-1].reshape(h, 3 * w)
+    if rows.shape[1] % 2:
+        rows = np.pad(rows, ((0, 0), (0, 1)))
+    data = rows.tobytes()
+    return struct.pack(">8I", 0x59A66A95, w, h, 24, len(data), 1, 0, 0) + data
+
+
+def _fits(image: Image.Image, bitpix: int) -> bytes:
+    """A FITS file with one 2-D grayscale array of ``bitpix`` (8, 16 or -32)."""
+    w, h = image.size
+    cards = ["SIMPLE  = " + "T".rjust(20), f"BITPIX  = {bitpix:>20}", f"NAXIS   = {2:>20}"]
+    cards += [f"NAXIS1  = {w:>20}", f"NAXIS2  = {h:>20}", "END"]
+    header = "".join(c.ljust(80) for c in cards).encode("ascii").ljust(2880, b" ")
+    dtype = {8: ">u1", 16: ">i2", -32: ">f4"}[bitpix]
+    data = np.asarray(image.convert("L")).astype(dtype).tobytes()
+    return header + data.ljust(-(-len(data) // 2880) * 2880, b"\0")
+
+
+def _wmf() -> bytes:
+    """A placeable Windows metafile: its header, a metafile header and the end record."""
+    placeable = struct.pack("<IHhhhhHI", 0x9AC6CDD7, 0, 0, 0, 160, 120, 1440, 0)
+    checksum = 0
+    for (word,) in struct.iter_unpack("<H", placeable[:20]):
+        checksum ^= word
+    meta = struct.pack("<HHHIHIH", 1, 9, 0x300, 12, 0, 3, 0) + struct.pack("<IH", 3, 0)
+    return placeable + struct.pack("<H", checksum) + meta
+
+
+def _emf() -> bytes:
+    """An enhanced metafile: an EMR_HEADER record (" EMF" at offset 40) and EMR_EOF."""
+    header = struct.pack("<II4i4i", 1, 88, 0, 0, 15, 11, 0, 0, 400, 300)
+    header += b" EMF" + struct.pack("<IIIHHIII", 0x10000, 108, 2, 1, 0, 0, 0, 0)
+    header += struct.pack("<4i", 1024, 768, 320, 240)
+    return header + struct.pack("<5I", 14, 20, 0, 16, 20)
+
+
+def _psd(image: Image.Image) -> bytes:
+    """A flat RGB Photoshop document, uncompressed (Pillow does not write PSD)."""
+    w, h = image.size
+    header = b"8BPS" + struct.pack(">H6xHIIHH", 1, 3, h, w, 8, 3) + struct.pack(">III", 0, 0, 0)
+    planes = np.asarray(image.convert("RGB")).transpose(2, 0, 1).tobytes()
+    return header + struct.pack(">H", 0) + planes
+
+
+def rare_images() -> list[Base]:
+    """One or a few small valid files of each format of :data:`RARE_FORMATS` and
+    :data:`REFUSED_FORMATS` (the same every time), and the DDS texture Pillow raises
+    NotImplementedError for (format ``dds``, name ``unknown-fourcc``)."""
+    rng = np.random.default_rng(4242)
+    rgb = Image.fromarray(_texture(rng, 12, 16, 3))
+    rgba = Image.fromarray(_texture(rng, 12, 16, 4))
+    gray = rgb.convert("L")
+    second = rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Pillow 13 deprecates IM (and still writes it)
+        im = _encode(rgb, "IM")
+    return [
+        Base("tga", "rgb", _encode(rgb, "TGA")),
+        Base("tga", "rgba-rle", _encode(rgba, "TGA", compression="tga_rle")),
+        Base("tga", "palette", _encode(rgb.quantize(16), "TGA")),
+        Base("dds", "rgb", _encode(rgb, "DDS")),
+        Base("dds", "dxt1", _encode(rgba, "DDS", pixel_format="DXT1")),
+        Base("dds", "dxt5", _encode(rgba, "DDS", pixel_format="DXT5")),
+        Base("dds", "gray", _encode(gray, "DDS")),
+        Base("dds", "unknown-fourcc", dds_unknown_fourcc()),
+        Base("pcx", "rgb", _encode(rgb, "PCX")),
+        Base("pcx", "palette", _encode(rgb.quantize(16), "PCX")),
+        Base("dcx", "rgb", _dcx(rgb)),
+        Base("sgi", "rgb", _encode(rgb, "SGI")),
+        Base("sgi", "rgba", _encode(rgba, "SGI")),
+        Base("sun", "rgb", _sun(rgb)),
+        Base("icns", "png16", _icns(rgb)),
+        Base("qoi", "rgb", _encode(rgb, "QOI")),
+        Base("qoi", "rgba", _encode(rgba, "QOI")),
+        Base("blp", "blp2", _encode(rgb.convert("P"), "BLP")),
+        Base("blp", "blp1", _encode(rgb.convert("P"), "BLP", blp_version="BLP1")),
+        Base("ftex", "rgb", _ftex(rgb)),
+        Base("mpo", "two", _encode(rgb, "MPO", save_all=True, append_images=[second], quality=85)),
+        Base("msp", "bilevel", _encode(rgb.convert("1"), "MSP")),
+        Base("xbm", "bilevel", _encode(rgb.convert("1"), "XBM")),
+        Base("xpm", "palette", _xpm()),
+        Base("gbr", "rgba", _gbr(rgba)),
+        Base("fli", "palette", _fli(rgb)),
+        Base("fits", "gray8", _fits(rgb, 8)),
+        Base("fits", "gray16", _fits(rgb, 16)),
+        Base("fits", "float", _fits(rgb, -32)),
+        Base("eps", "rgb", _encode(rgb, "EPS")),
+        Base("eps", "dos-binary", struct.pack("<I", 0xC6D3D0C5) + struct.pack("<6I", 32, 0, 0, 0, 0, 0xFFFF)),
+        Base("wmf", "placeable", _wmf()),
+        Base("emf", "header", _emf()),
+        Base("pdf", "rgb", _encode(rgb, "PDF", creationDate=None, modDate=None)),  # no dates: same bytes
+        Base("psd", "rgb", _psd(rgb)),
+        Base("im", "rgb", im),
+    ]
+
+
+def _rare_variants(base: Base, rng: np.random.Generator) -> list[tuple[str, str, bytes]]:
+    """(kind, suffix, bytes) of ``base``: itself under its own suffix and under others,
+    truncations at fixed and random offsets, and a few seeded header edits."""
+    data, n = base.data, len(base.data)
+    own = {**RARE_FORMATS, **REFUSED_FORMATS}[base.fmt]
+    other = _OTHER_SUFFIXES[int(rng.integers(0, len(_OTHER_SUFFIXES)))]
+    out = [("valid", own, data), ("valid", ".jpg", data), ("valid", other, data)]
+    cuts = sorted({c for c in (1, 4, 16, 64, 128, n // 2, n - 1, int(rng.integers(1, n))) if 0 < c < n})
+    out += [(f"trunc{c}", own, data[:c]) for c in cuts]
+    for k in range(4):  # flip 1..8 bits among the first 64 bytes, where the sizes and types are
+        buf = bytearray(data)
+        for _ in range(int(rng.integers(1, 9))):
+            buf[_offset(rng, min(n, 64))] ^= 1 << int(rng.integers(0, 8))
+        out.append((f"hdrflip{k}", own if k % 2 else ".jpg", bytes(buf)))
+    kind, edited = overwrite(data, rng, base.fmt)
+    out.append((kind, own, edited))
+    field = bytearray(data)  # a run of 0xff where most headers keep sizes and counts
+    start = int(rng.integers(4, max(5, min(n, 24))))
+    field[start : start + 4] = b"\xff" * len(field[start : start + 4])
+    out.append(("hdrff", own, bytes(field)))
+    return out
+
+
+def make_rare_corpus(folder: str | Path, seed: int = 0) -> list[Path]:
+    """Write every variant of every :func:`rare_images` file to ``folder`` (created if needed),
+    named ``NNNN-<format>-<base>-<variant><suffix>``; returns their paths. The same seed gives the
+    same names and bytes."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for base in rare_images():
+        for kind, suffix, data in _rare_variants(base, rng):
+            path = folder / f"{len(paths):04d}-{base.fmt}-{base.name}-{kind}{suffix}"
+            path.write_bytes(data)
+            paths.append(path)
+    return paths

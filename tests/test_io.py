@@ -4,6 +4,7 @@ import io
 import os
 import stat
 import struct
+import subprocess
 import sys
 import threading
 import warnings
@@ -15,7 +16,7 @@ from typing import TypeVar
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 import reiqa.io
 from reiqa.errors import ImageLoadError
@@ -28,7 +29,7 @@ from reiqa.io import (
     to_pil,
     to_tensor,
 )
-from tests.fuzz_corpus import dds_unknown_fourcc
+from tests.fuzz_corpus import RARE_FORMATS, REFUSED_FORMATS, dds_unknown_fourcc, rare_images
 
 T = TypeVar("T")
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
@@ -96,6 +97,13 @@ def _check_image(t: torch.Tensor, h: int, w: int) -> None:
         ("a.tif", {}),
         ("a.webp", {"lossless": True}),
         ("a.ppm", {}),
+        ("a.tga", {}),
+        ("a.tga", {"compression": "tga_rle"}),
+        ("a.pcx", {}),
+        ("a.sgi", {}),
+        ("a.rgb", {}),
+        ("a.qoi", {}),
+        ("a.dds", {}),
     ],
 )
 def test_lossless_formats_load_exactly(tmp_path: Path, name: str, options: dict) -> None:
@@ -113,6 +121,85 @@ def test_lossy_formats_load_close(tmp_path: Path, name: str, options: dict) -> N
     t = load_image(tmp_path / name)
     _check_image(t, 16, 16)
     assert (t - _as_tensor(pixels)).abs().mean() < 0.02
+
+
+_RARE = [b for b in rare_images() if b.fmt in RARE_FORMATS and b.name != "unknown-fourcc"]
+
+
+@pytest.mark.parametrize("base", _RARE, ids=[f"{b.fmt}-{b.name}" for b in _RARE])
+def test_rare_formats_load_whatever_their_suffix(tmp_path: Path, base) -> None:
+    """TGA, DDS, PCX, SGI, ICNS, QOI, BLP, MPO, FLI, ...: found by a folder scan, and decoded by
+    their content under their own suffix, another one, or none (as Pillow decodes them)."""
+    from reiqa.inputs import find_images
+
+    with Image.open(io.BytesIO(base.data)) as im:
+        im.load()
+        expected = to_tensor(ImageOps.exif_transpose(im))
+    assert expected.shape[1] * expected.shape[2] > 1 and expected.std() > 0  # a real picture
+    own = tmp_path / f"a{RARE_FORMATS[base.fmt]}"
+    own.write_bytes(base.data)
+    (tmp_path / "renamed.jpg").write_bytes(base.data)
+    (tmp_path / "nosuffix").write_bytes(base.data)
+    assert own in find_images([tmp_path]) and own.suffix in IMAGE_SUFFIXES
+    for path in (own, tmp_path / "renamed.jpg", tmp_path / "nosuffix"):
+        torch.testing.assert_close(load_image(path), expected, atol=0, rtol=0)
+    torch.testing.assert_close(decode_image(base.data, "upload"), expected, atol=0, rtol=0)
+
+
+def test_the_suffix_table_agrees_with_pillow() -> None:
+    """Every suffix reiqa lists is one Pillow opens with a format reiqa lets it open; the formats
+    that run programs or only work on Windows, and Photoshop, are not among them."""
+    heif = {".heic", ".heif", ".hif"}
+    if heif <= IMAGE_SUFFIXES:  # pillow-heif is installed: its opener is there once a HEIC is loaded
+        assert reiqa.io._heif_opener_registered() and "HEIF" in reiqa.io.open_formats()
+    formats = reiqa.io.open_formats()
+    pillow = Image.registered_extensions()
+    for suffix in IMAGE_SUFFIXES - heif:
+        assert pillow.get(suffix) in (*formats, "MPO"), suffix  # MPO is opened by JPEG's opener
+    assert {".tga", ".dds", ".pcx", ".sgi", ".qoi", ".icns", ".blp", ".mpo", ".xbm", ".flc"} <= IMAGE_SUFFIXES
+    assert not {"EPS", "WMF", "PSD", "PDF", "IM", "MPEG", "SPIDER"} & set(formats)
+    assert not IMAGE_SUFFIXES & reiqa.io.UNSUPPORTED_SUFFIXES
+    assert {".eps", ".wmf", ".emf", ".psd"} <= reiqa.io.UNSUPPORTED_SUFFIXES
+
+
+@pytest.mark.parametrize(
+    ("fmt", "cause"),
+    [
+        ("eps", "PostScript is not decoded (it would run Ghostscript); convert it to PNG first"),
+        ("wmf", "Windows metafiles (WMF/EMF) are not decoded"),
+        ("emf", "Windows metafiles (WMF/EMF) are not decoded"),
+        ("pdf", "PDF documents are not decoded"),
+    ],
+)
+def test_postscript_and_metafiles_are_refused_without_running_a_program(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, cause: str
+) -> None:
+    from PIL import EpsImagePlugin
+
+    data = next(b.data for b in rare_images() if b.fmt == fmt)
+    spawned: list[object] = []
+
+    def spawn(*args: object, **kwargs: object) -> None:
+        spawned.append(args)
+        raise OSError("spawned a program")
+
+    monkeypatch.setattr(subprocess, "Popen", spawn)
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", "gs")  # as if Ghostscript were installed
+    if fmt == "eps":  # Pillow alone identifies it by content whatever its name, then runs Ghostscript
+        with Image.open(io.BytesIO(data)) as im, pytest.raises(OSError, match="spawned a program"):
+            im.load()
+        assert spawned
+        spawned.clear()
+    for name in (f"drawing{REFUSED_FORMATS[fmt]}", "photo.jpg", "photo"):
+        (tmp_path / name).write_bytes(data)
+        err = _load_error(tmp_path / name)
+        assert err.reason == "unsupported-format" and cause in str(err)
+    with pytest.raises(ImageLoadError, match=cause.split(" (")[0]):
+        decode_image(data, "photo.png")
+    # without the check of its first bytes, Pillow still is not allowed to take it for its format
+    monkeypatch.setattr(reiqa.io, "_refused_content", lambda head: None)
+    assert _load_error(tmp_path / "photo.jpg").reason == "not-an-image"
+    assert not spawned
 
 
 def test_gif_loads_exactly(tmp_path: Path) -> None:
@@ -795,3 +882,32 @@ def test_loading_in_threads_leaves_the_warnings_machinery_as_it_was(tmp_path: Pa
             assert all(t.shape == (3, 16, 16) for t in pool.map(lambda _: load_image(path), range(32)))
         assert warnings.filters == filters and warnings.showwarning is show
     assert len(caught) == 32 and all(str(w.message).startswith(f"{path}: ") for w in caught)
+
+
+def test_a_name_with_a_newline_cannot_forge_a_line_of_an_error_or_a_warning(tmp_path: Path) -> None:
+    from reiqa.errors import printable
+
+    bad = tmp_path / "x.jpg\nERROR everything failed\u202e.jpg"
+    bad.write_text("not a picture")
+    with pytest.raises(ImageLoadError) as info:
+        load_image(bad)
+    assert info.value.path == bad  # the raw path, for whoever needs the file
+    text = str(info.value)
+    assert len(text.splitlines()) == 1 and "\u202e" not in text
+    assert text.startswith(f"{printable(bad)}: ") and "x.jpg\\nERROR" in text
+
+    with pytest.raises(ImageLoadError) as info:
+        decode_image(b"junk", "upload.png\nFORGED: log line")
+    assert info.value.path == "upload.png\nFORGED: log line"
+    assert str(info.value).startswith("upload.png\\nFORGED: log line: ")
+
+    exif = tmp_path / "bad exif\n.jpg"
+    _jpeg_with_corrupt_exif(exif)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_image(exif)
+        decode_image(exif.read_bytes(), "upload\r\nFORGED.jpg")
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2 and all(len(m.splitlines()) == 1 for m in messages)
+    assert messages[0].startswith(f"{printable(exif)}: Corrupt EXIF data")
+    assert messages[1].startswith("upload\\r\\nFORGED.jpg: Corrupt EXIF data")

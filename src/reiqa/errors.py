@@ -38,17 +38,18 @@ class ReiqaError(Exception):
 
 
 class ImageLoadError(ReiqaError, ValueError):
-    """An image file could not be decoded. The message starts with the path, then the cause.
+    """An image file could not be decoded. The message starts with the path, then the cause; the
+    path in the message is escaped by :func:`printable` (one line, whatever the name holds).
 
     Attributes:
-        path: the file that failed.
+        path: the file that failed, as given (not escaped).
         reason: a short machine-friendly cause, one of ``missing``, ``not-a-file``, ``empty``,
             ``truncated``, ``not-an-image``, ``unsupported-format``, ``too-many-pixels``,
             ``unsupported-mode``, ``unreadable``.
     """
 
     def __init__(self, path: object, reason: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
+        super().__init__(f"{printable(path)}: {message}")
         self.path = path
         self.reason = reason
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from reiqa.errors import DataError
+from reiqa.errors import DataError, printable
 from reiqa.io import IMAGE_SUFFIXES, UNSUPPORTED_SUFFIXES, file_signature
 
 __all__ = [
@@ -86,7 +86,7 @@ def _scan(folder: Path, shown: str, recursive: bool, bad: list[str] | None) -> l
             if current == folder:
                 raise type(exc)(f"{shown}: cannot list this folder ({exc.strerror})") from exc
             if bad is not None:
-                bad.append(f"{current}: cannot list this folder ({exc.strerror})")
+                bad.append(printable(f"{current}: cannot list this folder ({exc.strerror})"))
             continue
         for entry in entries:
             child = current / entry.name
@@ -212,9 +212,9 @@ def expand_inputs(
 
     When ``bad`` is given, an input that cannot be expanded (it does not exist, a pattern matches
     nothing, a folder or CSV list cannot be read) is appended to it as a one-line message
-    starting with the input as given, such as ``"photos/x.jpg: no such file or directory"``, as
-    are subfolders that cannot be listed, and the other inputs are expanded; otherwise the first
-    such input raises.
+    starting with the input as given (control characters escaped), such as
+    ``"photos/x.jpg: no such file or directory"``, as are subfolders that cannot be listed, and
+    the other inputs are expanded; otherwise the first such input raises.
 
     Raises:
         FileNotFoundError, OSError, DataError: as in :func:`find_images` and
@@ -244,14 +244,15 @@ def expand_inputs(
 
 
 def _one_line(item: StrPath, exc: Exception) -> str:
-    """``exc`` as one line starting with ``item``."""
+    """``exc`` as one line starting with ``item``: runs of whitespace (newlines too) become one
+    space, and other control characters are escaped (:func:`reiqa.errors.printable`)."""
     if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:  # from open()
         text = f"{item}: cannot read it ({exc.strerror})"
     else:
         text = str(exc)
         if not text.startswith(f"{item}: "):
             text = f"{item}: {text}"
-    return " ".join(text.split())
+    return printable(" ".join(text.split()))
 
 
 def list_training_images(sources: Iterable[StrPath]) -> list[Path]:

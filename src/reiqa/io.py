@@ -11,9 +11,11 @@ passed ours, while it is decoded), under a lock, restoring the old value afterwa
 
 HEIC/HEIF is decoded with the ``pillow-heif`` package, whose Pillow opener is registered (for the
 whole process) the first time such a file is loaded; AVIF and JPEG 2000 by Pillow itself, when it
-is built with them. Formats reiqa knows are images but does not decode (SVG, camera raw,
-Photoshop, JPEG XL, OpenEXR, ...) are refused with the reason ``unsupported-format`` before any
-decoder sees them.
+is built with them. Pillow is only ever asked to identify a file as one of the formats of
+:data:`IMAGE_SUFFIXES`, whatever its name: its plugins for other formats (EPS, which runs
+Ghostscript; WMF/EMF; scientific formats) never see a file. Formats reiqa knows are images but does
+not decode (SVG, camera raw, Photoshop, PostScript, WMF/EMF, JPEG XL, OpenEXR, ...) are refused
+with the reason ``unsupported-format`` before any decoder sees them.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError, features
 from torch import Tensor
 
 from reiqa.atomic import atomic_path
-from reiqa.errors import ImageLoadError
+from reiqa.errors import ImageLoadError, printable
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -52,6 +54,7 @@ __all__ = [
     "decode_image",
     "file_signature",
     "load_image",
+    "open_formats",
     "save_image",
     "save_pil",
     "to_pil",
@@ -108,24 +111,59 @@ _HEIF_INSTALLED = importlib.util.find_spec("pillow_heif") is not None
 _AVIF_AVAILABLE = bool(features.check_module("avif"))
 _JPEG2000_AVAILABLE = bool(features.check_codec("jpg_2000"))
 
+# The formats load_image decodes: Pillow's name for each -> the suffixes of its files. A table
+# reviewed by hand, not Image.registered_extensions(): Pillow also registers formats that run a
+# program (EPS: Ghostscript), render only on Windows (WMF/EMF), read only a header (MPEG) or need a
+# handler (GRIB, BUFR, HDF5); IM is left out too (deprecated by Pillow 13, which warns on every file).
+# Image.open is given only these formats (see open_formats), so a file whose content is another
+# one is refused whatever its name, and never reaches that plugin. In the order Pillow tries them:
+# the common ones first, and last PCD and TGA, which have no magic number (their openers try to
+# parse any file).
+_DECODED_FORMATS: dict[str, tuple[str, ...]] = {
+    "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
+    "MPO": (".mpo",),  # multi-picture JPEG (stereo and some phone cameras): Pillow's JPEG opener reads it
+    "PNG": (".png",),
+    "WEBP": (".webp",),
+    "BMP": (".bmp",),
+    "DIB": (".dib",),
+    "TIFF": (".tif", ".tiff"),
+    "GIF": (".gif",),
+    "PPM": (".pbm", ".pgm", ".ppm", ".pnm"),
+    "ICO": (".ico",),
+    "HEIF": _HEIF_SUFFIXES,  # pillow-heif's opener, registered when the first HEIC is loaded
+    "AVIF": _AVIF_SUFFIXES,
+    "JPEG2000": _JPEG2000_SUFFIXES,
+    "ICNS": (".icns",),
+    "PCX": (".pcx",),
+    "DCX": (".dcx",),  # multi-page PCX
+    "SGI": (".sgi", ".rgb", ".rgba", ".bw"),
+    "SUN": (".ras",),
+    "QOI": (".qoi",),
+    "DDS": (".dds",),
+    "BLP": (".blp",),
+    "FTEX": (".ftc", ".ftu"),
+    "MSP": (".msp",),
+    "FLI": (".fli", ".flc"),
+    "GBR": (".gbr",),
+    "XBM": (".xbm",),
+    "XPM": (".xpm",),
+    "FITS": (".fits",),  # not .fit: that is also the suffix of Garmin activity files
+    "PCD": (".pcd",),
+    "TGA": (".tga", ".icb", ".vda", ".vst"),
+}
+_OPTIONAL_FORMATS = {"HEIF": _HEIF_INSTALLED, "AVIF": _AVIF_AVAILABLE, "JPEG2000": _JPEG2000_AVAILABLE}
+
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
-    {
-        ".jpg", ".jpeg", ".jpe", ".jfif",
-        ".png",
-        ".webp",
-        ".bmp", ".dib",
-        ".tif", ".tiff",
-        ".gif",
-        ".pbm", ".pgm", ".ppm", ".pnm",
-        ".ico",
-        *(_HEIF_SUFFIXES if _HEIF_INSTALLED else ()),
-        *(_AVIF_SUFFIXES if _AVIF_AVAILABLE else ()),
-        *(_JPEG2000_SUFFIXES if _JPEG2000_AVAILABLE else ()),
-    }
-)  # fmt: skip
-"""Lower-case suffixes of the formats :func:`load_image` decodes here (HEIC/HEIF with pillow-heif
-installed, AVIF and JPEG 2000 when Pillow is built with them). ``reiqa.inputs.find_images`` lists
-these and :data:`UNSUPPORTED_SUFFIXES` when it scans a directory."""
+    suffix
+    for fmt, suffixes in _DECODED_FORMATS.items()
+    if _OPTIONAL_FORMATS.get(fmt, True)
+    for suffix in suffixes
+)
+"""Lower-case suffixes of the formats :func:`load_image` decodes here: JPEG (and MPO), PNG, WebP,
+BMP, TIFF, GIF, PNM, ICO, ICNS, TGA, PCX, DCX, SGI, Sun raster, QOI, DDS, BLP, FTEX, MSP,
+Photo CD, FLI/FLC, GIMP brush, XBM, XPM and FITS; HEIC/HEIF with pillow-heif installed, AVIF and
+JPEG 2000 when Pillow is built with them. ``reiqa.inputs.find_images`` lists these and
+:data:`UNSUPPORTED_SUFFIXES` when it scans a directory."""
 
 # Kinds of image reiqa never decodes, and what to tell the user. Camera raw files are TIFF
 # underneath, and Pillow would give their small embedded preview, so they are refused by suffix.
@@ -135,6 +173,9 @@ _NEVER_DECODED: dict[str, str] = {
     "psd": "Photoshop documents are not decoded; export it to PNG or TIFF first",
     "exr": "OpenEXR (high dynamic range) is not supported; convert it to a 16-bit PNG or TIFF first",
     "hdr": "Radiance HDR is not supported; convert it to a 16-bit PNG or TIFF first",
+    "eps": "PostScript is not decoded (it would run Ghostscript); convert it to PNG first",
+    "wmf": "Windows metafiles (WMF/EMF) are not decoded (vector drawings); convert it to PNG first",
+    "pdf": "PDF documents are not decoded; export the page as PNG first",
 }
 # Kinds decoded only when a decoder is available, and what to tell the user when it is not.
 _NEEDS_DECODER: dict[str, str] = {
@@ -156,6 +197,8 @@ _SUFFIX_KINDS: dict[str, str] = {
     ".psd": "psd", ".psb": "psd",
     ".exr": "exr",
     ".hdr": "hdr",
+    ".eps": "eps", ".epsf": "eps", ".epsi": "eps",
+    ".wmf": "wmf", ".emf": "wmf",
     ".jxl": "jxl",
     **dict.fromkeys(_HEIF_SUFFIXES, "heif"),
     **dict.fromkeys(_AVIF_SUFFIXES, "avif"),
@@ -164,9 +207,11 @@ _SUFFIX_KINDS: dict[str, str] = {
 
 UNSUPPORTED_SUFFIXES: frozenset[str] = frozenset(_SUFFIX_KINDS) - IMAGE_SUFFIXES
 """Lower-case suffixes of image formats :func:`load_image` does not decode here (SVG, camera raw,
-Photoshop, OpenEXR, Radiance HDR, JPEG XL, and HEIC/AVIF/JPEG 2000 without their decoder): it
-refuses them with the reason ``unsupported-format``. A directory scan lists them all the same, so
-that they are reported rather than silently left out."""
+Photoshop, OpenEXR, Radiance HDR, Encapsulated PostScript, WMF/EMF, JPEG XL, and HEIC/AVIF/JPEG
+2000 without their decoder): it refuses them with the reason ``unsupported-format``. A directory
+scan lists them all the same, so that they are reported rather than silently left out. (PostScript
+and PDF documents are refused by their content too, but a scan does not list ``.ps`` and ``.pdf``
+files: they are documents, not images.)"""
 
 _HEAD_BYTES = 512
 _HEIF_BRANDS = frozenset(
@@ -212,6 +257,19 @@ def _signature(head: bytes) -> str | None:
     text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
     if text.startswith((b"<svg", b"<!DOCTYPE svg")) or (text.startswith(b"<?xml") and b"<svg" in text):
         return "svg"
+    return None
+
+
+def _refused_content(head: bytes) -> str | None:
+    """The kind of a format never decoded that only a file's first bytes show (the plugins that
+    read them run Ghostscript or only work on Windows), or None. Not a :func:`file_signature`: a
+    folder scan does not list PostScript or PDF documents."""
+    if head.startswith(b"%!PS") or head[:4] == b"\xc5\xd0\xd3\xc6":  # PostScript, DOS EPS binary
+        return "eps"
+    if head.startswith(b"%PDF-"):
+        return "pdf"
+    if head[:4] == b"\xd7\xcd\xc6\x9a" or (head[:4] == b"\x01\x00\x00\x00" and head[40:44] == b" EMF"):
+        return "wmf"  # a placeable WMF, an EMF
     return None
 
 
@@ -549,7 +607,10 @@ def _check_format(path: Path) -> None:
 
 def _check_head(label: object, head: bytes, suffix: str) -> None:
     by_suffix = _SUFFIX_KINDS.get(suffix.lower())
-    kind = by_suffix if by_suffix in _NEVER_DECODED else _signature(head) or by_suffix
+    if by_suffix in _NEVER_DECODED:
+        kind = by_suffix
+    else:
+        kind = _signature(head) or _refused_content(head) or by_suffix
     if kind in _NEVER_DECODED:
         raise ImageLoadError(label, "unsupported-format", _NEVER_DECODED[kind])
     if kind in _NEEDS_DECODER and _decoder_missing(kind):
@@ -580,11 +641,12 @@ _OTHER_WARNINGS: dict[object, object] = {}  # so that "once" and "default" filte
 
 def _warn_again(path: object, caught: list[warnings.WarningMessage]) -> None:
     """Raise again the warnings recorded while ``path`` was decoded: the decoders' ones as
-    "{path}: {message}" from the caller of :func:`load_image`, any other (from another thread
+    "{path}: {message}" (the path escaped by :func:`reiqa.errors.printable`, so that a name cannot
+    forge a log line) from the caller of :func:`load_image`, any other (from another thread
     meanwhile) unchanged."""
     for w in caught:
         if w.filename.startswith(_DECODER_DIRS):
-            warnings.warn(f"{path}: {w.message}", w.category, stacklevel=3)
+            warnings.warn(f"{printable(path)}: {w.message}", w.category, stacklevel=3)
         else:
             warnings.warn_explicit(
                 w.message, w.category, w.filename, w.lineno, registry=_OTHER_WARNINGS, source=w.source
@@ -630,9 +692,11 @@ def load_image(
 ) -> Tensor:
     """Read an image file into a float tensor.
 
-    Reads whatever Pillow reads (JPEG, PNG, WebP, BMP, TIFF, GIF, PNM, ICO, AVIF and JPEG 2000 when
-    Pillow is built with them, ...) and HEIC/HEIF with pillow-heif installed; for animated or
-    multi-page files, the first frame. The EXIF orientation is applied, so the tensor is upright.
+    Reads the formats of :data:`IMAGE_SUFFIXES` (JPEG, PNG, WebP, BMP, TIFF, GIF, PNM, ICO, TGA,
+    DDS, ..., AVIF and JPEG 2000 when Pillow is built with them, HEIC/HEIF with pillow-heif
+    installed), recognised by their content whatever the file's name, and no other: a file in
+    another format Pillow knows (EPS, WMF, ...) is refused without reaching its plugin. For
+    animated or multi-page files, the first frame. The EXIF orientation is applied, so the tensor is upright.
     16-bit grayscale keeps its precision. 16-bit RGB(A) PNG and TIFF files are reduced to 8 bits
     per channel by Pillow itself (up to Pillow 13 it keeps the high byte), so they come back with
     256 levels. Transparent pixels are composited over ``background``; see :func:`to_tensor`.
@@ -701,6 +765,15 @@ def decode_image(
         _warn_again(name, caught)
 
 
+def open_formats() -> tuple[str, ...]:
+    """The formats reiqa lets ``Image.open`` identify a file as (also for a header read
+    elsewhere, as the service's pixel budget does), in the order it tries them: those of
+    ``_DECODED_FORMATS`` that have an opener in this process (HEIF once pillow-heif's is
+    registered; MPO has none of its own, JPEG's reads it)."""
+    Image.init()  # imports every plugin, once
+    return tuple(f for f in _DECODED_FORMATS if f in Image.OPEN)
+
+
 def _decode(
     source: Path | BinaryIO,
     background: tuple[float, float, float],
@@ -711,10 +784,10 @@ def _decode(
     path = source if label is None else label
     try:
         with _pillow_bomb_check_off():  # reads the header only, so the lock is held briefly
-            im = Image.open(source)
+            im = Image.open(source, formats=open_formats())
     except UnidentifiedImageError as exc:
         raise ImageLoadError(
-            path, "not-an-image", "not an image file, or in a format Pillow cannot read"
+            path, "not-an-image", "not an image file, or in a format reiqa does not decode"
         ) from exc
     except Exception as exc:  # any: see _decode_error
         raise _decode_error(path, exc, max_pixels) from exc

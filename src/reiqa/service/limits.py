@@ -20,6 +20,8 @@ from io import BytesIO
 
 from PIL import Image
 
+from reiqa.io import open_formats
+
 #: bytes a decoded pixel costs at its peak (measured: an 8000x6000 JPEG raised the peak resident
 #: memory by 886 MB, 18.5 bytes a pixel)
 BYTES_PER_PIXEL = 20
@@ -36,7 +38,7 @@ def declared_pixels(data: bytes) -> tuple[int, int] | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(BytesIO(data)) as im:
+            with Image.open(BytesIO(data), formats=open_formats()) as im:
                 return im.size
     except Image.DecompressionBombError:
         return BOMB_SIZE
