@@ -52,6 +52,7 @@ from torch import Tensor
 
 from reiqa.inference import DiagnosisRecord, ReIQA, ScoreRecord
 from reiqa.io import DEFAULT_MAX_PIXELS, Failure
+from reiqa.runtime import release_memory
 from reiqa.service import schemas
 from reiqa.service.batching import ScoreBatcher
 from reiqa.service.limits import BudgetTimeout, PixelBudget, declared_pixels, request_cost
@@ -73,8 +74,15 @@ log = logging.getLogger("reiqa.service")
 OPEN_PATHS = frozenset({"/", "/livez", "/readyz", "/openapi.json", "/docs"})
 #: the paths that decode and score, limited by ``max_concurrent``
 WORK_PATHS = frozenset({"/score", "/diagnose"})
+#: methods counted under their own name in the metrics (any other is "other")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 #: status logged (as nginx does) for a request whose client went away before its answer
 CLIENT_GONE = 499
+#: after a request charged this many pixels, freed memory goes back to the OS: the allocator is
+#: tuned to keep freed blocks (``reiqa.runtime.tune_allocator``), each decoding thread in its own
+#: heap, so without it the resident memory would grow to a large decode per thread, not stay
+#: within the pixel budget
+TRIM_AFTER_PIXELS = 4_000_000
 
 
 def model_card(model: ReIQA) -> dict[str, Any]:
@@ -172,13 +180,18 @@ class Guard:
                     return await _send_json(stamped, 503, {"error": message}, [(b"retry-after", b"1")])
                 self.in_progress += 1
             await self.app(scope, receive, stamped)
+        except Exception:
+            if status[0] == CLIENT_GONE:  # nothing was sent: uvicorn answers 500, logs the traceback
+                status[0] = 500
+            raise
         finally:
             if working:
                 self.in_progress -= 1
             elapsed = time.perf_counter() - start
             path = path_label(scope["path"])
             code = CLIENT_GONE if outcome.note == "client gone" else status[0]
-            self.metrics.requests.labels(method=scope["method"], path=path, status=str(code)).inc()
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            self.metrics.requests.labels(method=method, path=path, status=str(code)).inc()
             self.metrics.duration.labels(path=path).observe(elapsed)
             client = scope.get("client")
             log_request(
@@ -415,9 +428,13 @@ class Scoring:
             cost = await self._cost(files)
             try:
                 async with self.budget.reserve(cost, timeout_s=max(deadline - time.monotonic(), 0.001)):
-                    records = await self._until_done_or_gone(
-                        self._work(files, outcome, diagnose), request, deadline
-                    )
+                    try:
+                        records = await self._until_done_or_gone(
+                            self._work(files, outcome, diagnose), request, deadline
+                        )
+                    finally:
+                        if cost >= TRIM_AFTER_PIXELS:
+                            await asyncio.to_thread(release_memory)
             except BudgetTimeout:
                 raise _Refused(
                     503,
