@@ -46,13 +46,18 @@ from reiqa.inputs import find_images  # noqa: E402
 from reiqa.runtime import tune_allocator  # noqa: E402
 
 
-def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
-    """``python -m reiqa serve --port 0`` on ``model``, once /readyz says it is ready: (process, url)."""
+def start_server(
+    model: str, extra: list[str], env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    """``python -m reiqa serve --port 0`` on ``model`` (with ``env`` added to the environment),
+    once /readyz says it is ready (a server too old for /readyz: once /health answers, and a
+    second for its first batch): (process, url)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "reiqa", "serve", "--port", "0", "--device", "cpu", "--model", model, *extra],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
+        env={**os.environ, **(env or {})},
     )
     assert proc.stderr is not None
     url = None
@@ -65,12 +70,16 @@ def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
     threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
     while True:
         try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+            ready = httpx.get(f"{url}/readyz", timeout=5).status_code
+            if ready == 200:
+                return proc, url
+            if ready == 404 and httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                time.sleep(1.0)
                 return proc, url
         except httpx.TransportError:
             if proc.poll() is not None:
                 raise SystemExit(f"reiqa serve exited ({proc.returncode}) before it answered") from None
-            time.sleep(0.1)
+        time.sleep(0.1)
 
 
 def scrape(url: str) -> dict[str, float]:

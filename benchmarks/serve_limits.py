@@ -20,9 +20,7 @@ import argparse
 import io
 import json
 import os
-import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,6 +30,9 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.serve import start_server  # noqa: E402
 
 
 def _jpeg(width: int, height: int, seed: int) -> bytes:
@@ -53,38 +54,6 @@ def _rss(pid: int, field: str) -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def _start(model: str, src: Path) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "reiqa", "serve", "--port", "0", "--device", "cpu", "--model", model],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    assert proc.stderr is not None
-    url = None
-    for line in proc.stderr:
-        if "listening on " in line:
-            url = line.split("listening on ", 1)[1].split()[0]
-            break
-    if url is None:
-        raise SystemExit(f"reiqa serve did not start (exit {proc.wait()})")
-    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
-    for _ in range(600):  # /readyz where there is one, else /health
-        try:
-            ready = httpx.get(f"{url}/readyz", timeout=5)
-            if ready.status_code == 200 or (
-                ready.status_code == 404 and httpx.get(f"{url}/health", timeout=5).status_code == 200
-            ):
-                time.sleep(1.0)  # the warm-up of a server without /readyz
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("reiqa serve never became ready")
 
 
 def _post(url: str, files: list[tuple[str, bytes]]) -> tuple[int, float]:
@@ -125,7 +94,7 @@ def scenario_flat(url: str) -> dict:
 def run(model: str, src: Path) -> dict:
     out = {}
     for name, scenario in (("big", scenario_big), ("flat", scenario_flat)):
-        proc, url = _start(model, src)
+        proc, url = start_server(model, [], env={"PYTHONPATH": str(src)})
         try:
             ready_rss = _rss(proc.pid, "VmRSS")
             result = scenario(url)

@@ -50,9 +50,10 @@ def randomize_batchnorm(*nets: torch.nn.Module) -> None:
                     m.running_var.uniform_(0.5, 1.5)
 
 
-def save_tiny_bundle(folder, seed: int = 0, name: str = "test model"):
-    """A small model folder (a random ResNet-18 quality encoder and a ridge fitted on random
-    features) for tests of scoring, written to ``folder``; returns the folder."""
+def save_tiny_bundle(folder, seed: int = 0, name: str = "test model", *, content: bool = False):
+    """A small model folder (a random ResNet-18 quality encoder, with ``content`` a random
+    ResNet-18 content encoder too, and a ridge fitted on random features) for tests of scoring,
+    written to ``folder``; returns the folder."""
     import numpy as np
 
     from reiqa.inference import ScoreSpec, assemble
@@ -61,14 +62,33 @@ def save_tiny_bundle(folder, seed: int = 0, name: str = "test model"):
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    regressor = QualityRegressor(alphas=(1.0,)).fit(rng.normal(size=(12, 1024)), rng.uniform(0, 100, 12))
+    features = 2048 if content else 1024
+    regressor = QualityRegressor(alphas=(1.0,)).fit(rng.normal(size=(12, features)), rng.uniform(0, 100, 12))
     model = assemble(
         build_backbone("resnet18"),
-        None,
+        build_backbone("resnet18") if content else None,
         regressor,
         quality_arch="resnet18",
-        content_arch=None,
+        content_arch="resnet18" if content else None,
         name=name,
         score=ScoreSpec(range=(0, 100)),
     )
     return model.save(folder)
+
+
+def run_cli(args: list[object], capsys, monkeypatch) -> tuple[int, str, str]:
+    """reiqa's entry point with ``args``, in process: (exit status, stdout, stderr)."""
+    import os
+    import sys
+
+    from reiqa.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["reiqa", *map(os.fspath, args)])
+    monkeypatch.delenv("REIQA_DEBUG", raising=False)
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err

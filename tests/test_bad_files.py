@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from reiqa.errors import ImageLoadError
 from reiqa.io import Failure, save_image
-from tests.conftest import textured_images
+from tests.conftest import run_cli, save_tiny_bundle, textured_images
 from tests.fuzz_corpus import dds_unknown_fourcc
 
 CAUSE = "NotImplementedError: Unimplemented pixel format"
@@ -30,23 +29,7 @@ CAUSE = "NotImplementedError: Unimplemented pixel format"
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model folder with quality and content encoders (so that ``cull`` takes it too)."""
-    from reiqa.inference import ScoreSpec, assemble
-    from reiqa.models.backbones import build_backbone
-    from reiqa.regress import QualityRegressor
-
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    regressor = QualityRegressor(alphas=(1.0,)).fit(rng.normal(size=(12, 2048)), rng.uniform(0, 100, 12))
-    model = assemble(
-        build_backbone("resnet18"),
-        build_backbone("resnet18"),
-        regressor,
-        quality_arch="resnet18",
-        content_arch="resnet18",
-        name="tiny model",
-        score=ScoreSpec(range=(0, 100)),
-    )
-    return model.save(tmp_path_factory.mktemp("model") / "tiny")
+    return save_tiny_bundle(tmp_path_factory.mktemp("model") / "tiny", name="tiny model", content=True)
 
 
 def _photos(folder: Path, n: int = 1) -> list[Path]:
@@ -63,21 +46,6 @@ def folder(tmp_path: Path) -> Path:
     _photos(folder)
     (folder / "texture.jpg").write_bytes(dds_unknown_fourcc())
     return folder
-
-
-def _run(args: list[object], capsys, monkeypatch) -> tuple[int, str, str]:
-    """reiqa's entry point with ``args``, in process: (exit status, stdout, stderr)."""
-    from reiqa.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["reiqa", *map(os.fspath, args)])
-    monkeypatch.delenv("REIQA_DEBUG", raising=False)
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _rows(path: Path) -> dict[str, dict[str, str]]:
@@ -98,7 +66,7 @@ def test_reiqa_score_scores_the_photo_and_reports_the_texture(
     folder, model_dir, tmp_path, capsys, monkeypatch
 ):
     args = ["score", folder, "--model", model_dir, "--device", "cpu", "--backend", "torch"]
-    code, out, err = _run(args, capsys, monkeypatch)
+    code, out, err = run_cli(args, capsys, monkeypatch)
     assert code == 3 and "Traceback" not in err
     assert f"{folder / 'texture.jpg'}: Pillow could not decode it ({CAUSE}" in _skipped_line(
         err, "texture.jpg"
@@ -107,7 +75,7 @@ def test_reiqa_score_scores_the_photo_and_reports_the_texture(
     assert math.isfinite(float(scored["good0.png"])) and scored["texture.jpg"] == "-"
     assert "1 scored, 1 failed" in err
 
-    code, _, err = _run([*args, "-o", tmp_path / "scores.csv"], capsys, monkeypatch)
+    code, _, err = run_cli([*args, "-o", tmp_path / "scores.csv"], capsys, monkeypatch)
     rows = _rows(tmp_path / "scores.csv")
     assert code == 3 and set(rows) == {"good0.png", "texture.jpg"}
     assert math.isfinite(float(rows["good0.png"]["score"])) and not rows["good0.png"]["error"]
@@ -118,7 +86,7 @@ def test_reiqa_cull_groups_the_photo_and_reports_the_texture(
     folder, model_dir, tmp_path, capsys, monkeypatch
 ):
     out = tmp_path / "cull.csv"
-    code, _, err = _run(
+    code, _, err = run_cli(
         ["cull", folder, "-o", out, "--model", model_dir, "--device", "cpu"], capsys, monkeypatch
     )
     assert code == 3 and "Traceback" not in err
@@ -138,7 +106,7 @@ def test_fit_diagnosis_and_reiqa_diagnose_skip_the_texture(model_dir, tmp_path, 
     assert fitted.photos == 3 and len(fitted.failures) == 1 and CAUSE in fitted.failures[0]
 
     out = tmp_path / "diagnosis.csv"
-    code, _, err = _run(
+    code, _, err = run_cli(
         ["diagnose", training, "-o", out, "--model", fitted.out, "--device", "cpu"], capsys, monkeypatch
     )
     assert code == 3 and "Traceback" not in err
@@ -233,7 +201,7 @@ def test_names_with_a_newline_cannot_forge_a_line_on_the_command_line(
     missing = "gone\nFORGED.jpg"
     out = tmp_path / "scores.csv"
     args = ["score", folder, missing, "--model", model_dir, "--device", "cpu", "--backend", "torch"]
-    code, stdout, err = _run(args, capsys, monkeypatch)
+    code, stdout, err = run_cli(args, capsys, monkeypatch)
     assert code == 3
     for line in (stdout + err).splitlines():
         assert not line.startswith(("skipped: FORGED", "FORGED")) and "\x1b" not in line, line
@@ -241,5 +209,5 @@ def test_names_with_a_newline_cannot_forge_a_line_on_the_command_line(
     assert "gone" in _skipped_line(err, "FORGED.jpg: no such file")
     assert "x.jpg\\nskipped: FORGED\\x1b[2K.jpg" in stdout  # the table of scores, escaped too
 
-    code, _, _ = _run([*args[:2], *args[3:], "-o", out], capsys, monkeypatch)
+    code, _, _ = run_cli([*args[:2], *args[3:], "-o", out], capsys, monkeypatch)
     assert code == 3 and _rows(out)[forged.name]["path"] == str(forged)  # the output keeps the raw name

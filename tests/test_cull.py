@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from reiqa import cull
@@ -31,11 +30,9 @@ from reiqa.cull import (
     similar_pairs,
 )
 from reiqa.errors import ConfigError, OutputError
-from reiqa.inference import ScoreSpec, assemble, load
-from reiqa.models.backbones import build_backbone
+from reiqa.inference import load
 from reiqa.outputs import ScoreRecord, lock_output
-from reiqa.regress import QualityRegressor
-from tests.conftest import textured_images
+from tests.conftest import save_tiny_bundle, textured_images
 
 
 def _clusters(n_groups: int, size: int, d: int, spread: float, seed: int) -> np.ndarray:
@@ -156,19 +153,7 @@ def test_failed_records_are_reported_last_and_never_grouped() -> None:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     """A model folder with random ResNet-18 quality and content encoders (gap: 4 x 512 features)."""
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    regressor = QualityRegressor(alphas=(1.0,)).fit(rng.normal(size=(12, 2048)), rng.uniform(0, 100, 12))
-    model = assemble(
-        build_backbone("resnet18"),
-        build_backbone("resnet18"),
-        regressor,
-        quality_arch="resnet18",
-        content_arch="resnet18",
-        name="tiny cull model",
-        score=ScoreSpec(range=(0, 100)),
-    )
-    return model.save(tmp_path_factory.mktemp("model") / "tiny")
+    return save_tiny_bundle(tmp_path_factory.mktemp("model") / "tiny", name="tiny cull model", content=True)
 
 
 def _photo(path: Path, seed: int) -> Path:

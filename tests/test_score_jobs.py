@@ -15,9 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from reiqa.cli import main
 from reiqa.outputs import ScoreOutput
-from tests.conftest import save_tiny_bundle, textured_images
+from tests.conftest import run_cli, save_tiny_bundle, textured_images
 
 
 @pytest.fixture(scope="module")
@@ -39,26 +38,13 @@ def photos(tmp_path) -> list[Path]:
     return [_photo(folder / f"{i}.png", seed=i) for i in range(3)]
 
 
-def _run(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
-    """reiqa's console entry point with ``args``: (exit status, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["reiqa", *map(os.fspath, args)])
-    monkeypatch.delenv("REIQA_DEBUG", raising=False)
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
         return list(csv.DictReader(f))
 
 
 def _score(args, models, capsys, monkeypatch, model: int = 0) -> tuple[int, str, str]:
-    return _run(["score", *args, "--model", models[model], "--device", "cpu"], capsys, monkeypatch)
+    return run_cli(["score", *args, "--model", models[model], "--device", "cpu"], capsys, monkeypatch)
 
 
 def test_resuming_with_other_options_or_another_model_is_refused(
@@ -143,10 +129,12 @@ def test_a_bad_output_is_one_line(models, photos, tmp_path, capsys, monkeypatch,
 def test_missing_model_and_unavailable_device_are_one_line(
     models, photos, tmp_path, capsys, monkeypatch
 ) -> None:
-    code, _, err = _run(["score", *photos, "--model", tmp_path / "no-model"], capsys, monkeypatch)
+    code, _, err = run_cli(["score", *photos, "--model", tmp_path / "no-model"], capsys, monkeypatch)
     assert code == 1 and "no-model" in err and len(err.strip().splitlines()) == 1
     if not torch.cuda.is_available():
-        code, _, err = _run(["score", *photos, "--model", models[0], "--device", "cuda"], capsys, monkeypatch)
+        code, _, err = run_cli(
+            ["score", *photos, "--model", models[0], "--device", "cuda"], capsys, monkeypatch
+        )
         assert code == 1 and "CUDA" in err and len(err.strip().splitlines()) == 1
 
 
@@ -172,25 +160,25 @@ def test_writers_never_replace_a_file_they_did_not_write(
     precious = tmp_path / "precious.csv"
     precious.write_text("mine\n")
     encoder = models[0]  # a model folder gives the encoders
-    code, _, err = _run(["features", *photos, "--model", encoder, "--out", precious], capsys, monkeypatch)
+    code, _, err = run_cli(["features", *photos, "--model", encoder, "--out", precious], capsys, monkeypatch)
     assert code == 1 and "ending in .safetensors" in err and precious.read_text() == "mine\n"
     feats = tmp_path / "feats.safetensors"
     feats.write_bytes(b"not yours")
-    code, _, err = _run(["features", *photos, "--model", encoder, "--out", feats], capsys, monkeypatch)
+    code, _, err = run_cli(["features", *photos, "--model", encoder, "--out", feats], capsys, monkeypatch)
     assert code == 1 and "exists; pass --overwrite" in err and feats.read_bytes() == b"not yours"
     args = ["features", *photos, "--model", encoder, "--out", feats, "--device", "cpu", "--overwrite"]
-    assert _run(args, capsys, monkeypatch)[0] == 0 and feats.read_bytes() != b"not yours"
+    assert run_cli(args, capsys, monkeypatch)[0] == 0 and feats.read_bytes() != b"not yours"
 
     scores = tmp_path / "mos.csv"
     scores.write_text("image,mos\n" + "".join(f"{p.name},{i * 10 + 5}\n" for i, p in enumerate(photos)))
     regressor = models[0]  # already holds regressor.json
     fit = ["fit", "--features", feats, "--scores", scores, "--images", photos[0].parent, "--out", regressor]
     before = (regressor / "regressor.json").read_bytes()
-    code, _, err = _run(fit, capsys, monkeypatch)
+    code, _, err = run_cli(fit, capsys, monkeypatch)
     assert code == 1 and "already holds regressor.json" in err and "--overwrite" in err
     assert (regressor / "regressor.json").read_bytes() == before
     bundle = ["bundle", "--regressor", models[1], "--out", models[0], "--quality", tmp_path / "q.json"]
-    code, _, err = _run(bundle, capsys, monkeypatch)
+    code, _, err = run_cli(bundle, capsys, monkeypatch)
     assert code == 1 and "already holds model.json" in err
 
 
@@ -198,7 +186,7 @@ def test_evaluate_scores_take_root_for_relative_names(models, photos, tmp_path, 
     labels = tmp_path / "labels" / "mos.csv"  # names relative to the photo folder, not the CSV's
     labels.parent.mkdir()
     labels.write_text("image,mos\n" + "".join(f"{p.name},{i}\n" for i, p in enumerate(photos)))
-    code, _, err = _run(
+    code, _, err = run_cli(
         [
             "evaluate",
             "--features",
@@ -216,7 +204,7 @@ def test_evaluate_scores_take_root_for_relative_names(models, photos, tmp_path, 
 
     table = load_csv(labels, root=photos[0].parent)
     assert [p.name for p in table.paths] == [p.name for p in photos]
-    code, _, err = _run(
+    code, _, err = run_cli(
         [
             "evaluate",
             "--features",
@@ -251,24 +239,24 @@ def test_a_non_finite_score_is_a_failure_not_a_score(models, photos, tmp_path, c
 def test_every_other_writer_needs_overwrite_too(models, photos, tmp_path, capsys, monkeypatch) -> None:
     taken = tmp_path / "taken.png"
     taken.write_bytes(b"mine")
-    code, _, err = _run(["distort", photos[0], "-t", "1", "-o", taken], capsys, monkeypatch)
+    code, _, err = run_cli(["distort", photos[0], "-t", "1", "-o", taken], capsys, monkeypatch)
     assert code == 1 and "taken.png: exists; pass --overwrite" in err and taken.read_bytes() == b"mine"
-    assert _run(["distort", photos[0], "-t", "1", "-o", taken, "--overwrite"], capsys, monkeypatch)[0] == 0
+    assert run_cli(["distort", photos[0], "-t", "1", "-o", taken, "--overwrite"], capsys, monkeypatch)[0] == 0
     (tmp_path / "enc.json").write_text("{}")
-    code, _, err = _run(
+    code, _, err = run_cli(
         ["import-encoder", photos[0], "--from", "efficientnet-lite0", "-o", tmp_path / "enc"],
         capsys,
         monkeypatch,
     )
     assert code == 1 and "enc.json: exists" in err
-    code, _, err = _run(["training-curve", tmp_path, "-o", taken], capsys, monkeypatch)
+    code, _, err = run_cli(["training-curve", tmp_path, "-o", taken], capsys, monkeypatch)
     assert code == 1 and "taken.png: exists" in err
     report = tmp_path / "report"
     report.mkdir()
     (report / "report.md").write_text("mine")
     labels = tmp_path / "mos.csv"
     labels.write_text("image,mos\n" + "".join(f"{p},{i}\n" for i, p in enumerate(photos)))
-    code, _, err = _run(
+    code, _, err = run_cli(
         ["evaluate", "--features", taken, "--scores", labels, "--out", report], capsys, monkeypatch
     )
     assert code == 1 and "already holds report.md" in err and (report / "report.md").read_text() == "mine"
@@ -348,7 +336,7 @@ def test_max_side_gives_the_apis_scores_and_is_recorded(tmp_path, capsys, monkey
     folder.mkdir()
     paths = [_photo(folder / f"{i}.png", seed=i, size=(120, 160)) for i in range(2)]
     out = tmp_path / "scores.csv"
-    code, _, err = _run(["score", folder, "--max-side", "96", "-o", out], capsys, monkeypatch)
+    code, _, err = run_cli(["score", folder, "--max-side", "96", "-o", out], capsys, monkeypatch)
     assert code == 0, err
     written = {Path(r["path"]).name: float(r["score"]) for r in _rows(out)}
     model = reiqa.load(device="auto").with_options(max_side=96)

@@ -3,29 +3,12 @@ photos (good ones of two shapes and broken files) for the diagnose tests."""
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from reiqa.io import save_image
-from tests.conftest import save_tiny_bundle, textured_images
-
-
-def run_cli(args: list[object], capsys, monkeypatch) -> tuple[int, str, str]:
-    """reiqa's entry point with ``args``, in process: (exit status, stdout, stderr)."""
-    from reiqa.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["reiqa", *map(os.fspath, args)])
-    monkeypatch.delenv("REIQA_DEBUG", raising=False)
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.conftest import run_cli, save_tiny_bundle, textured_images  # noqa: F401 (run_cli: for the tests here)
 
 
 @pytest.fixture(scope="session")
