@@ -102,7 +102,7 @@ def test_a_batch_of_both_kinds_runs_the_head_on_the_diagnose_images_alone(
     from reiqa.diagnosis import DiagnosisRecord
     from reiqa.inference import pipeline
     from reiqa.outputs import ScoreRecord
-    from reiqa.service.app import _score_pairs
+    from reiqa.service.scoring import score_pairs
 
     model = reiqa.load(head_model)
     tiled: list[int] = []
@@ -114,7 +114,7 @@ def test_a_batch_of_both_kinds_runs_the_head_on_the_diagnose_images_alone(
 
     monkeypatch.setattr(pipeline, "head_on_tiles", counted)
     images = [model.prepare(photos[n]) for n in ("photo0.png", "photo3.jpg", "photo0.png")]
-    records = _score_pairs(model)([("a", images[0], False), ("b", images[1], True), ("c", images[2], False)])
+    records = score_pairs(model)([("a", images[0], False), ("b", images[1], True), ("c", images[2], False)])
     assert [r.path for r in records] == ["a", "b", "c"] and tiled == [1]
     assert type(records[0]) is type(records[2]) is ScoreRecord and isinstance(records[1], DiagnosisRecord)
     assert records[0].score == pytest.approx(records[2].score, abs=1e-9)
