@@ -254,3 +254,51 @@ def test_readyz_is_503_until_the_model_is_warm(tiny_model: Path) -> None:
         return codes
 
     assert asyncio.run(go()) == [503, 200, 200]
+
+
+def test_a_request_past_its_time_out_is_503_and_its_work_is_dropped(tiny_model: Path, photos) -> None:
+    """In process, with the encoders held back: the request waiting for them gets 503 with
+    Retry-After at its time-out, and its images are never scored; a second one, which waits for
+    the first one's pixels and then for the encoders, gets 503 at its own time-out."""
+    import reiqa
+    from reiqa.service.app import create_app
+
+    image = photos["photo0.png"].read_bytes()  # 128x96: 24,576 pixels, charged twice (decoded, held)
+    app = create_app(
+        reiqa.load(tiny_model),
+        request_timeout_s=1.0,
+        inflight_pixels=60_000,
+        request_pixels=60_000,
+        warmup=False,
+    )
+    batcher = app.app.state.batcher
+    release, scored = threading.Event(), []
+    original = batcher._score
+
+    def held(jobs):
+        release.wait(30)
+        scored.extend(name for name, *_ in jobs)
+        return original(jobs)
+
+    batcher._score = held
+
+    async def go() -> list[httpx.Response]:
+        async with app.app.router.lifespan_context(app.app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
+                first = asyncio.create_task(client.post("/score", files=[("file", ("held.png", image))]))
+                await asyncio.sleep(0.2)
+                second = await client.post("/score", files=[("file", ("waiting.png", image))])
+                answers = [await first, second]
+                release.set()
+                await asyncio.sleep(0.3)
+                return answers
+
+    held_answer, waiting_answer = asyncio.run(go())
+    assert held_answer.status_code == 503 and "--request-timeout" in held_answer.json()["error"]
+    assert waiting_answer.status_code == 503 and "--request-timeout" in waiting_answer.json()["error"]
+    assert held_answer.headers["retry-after"].isdigit() and waiting_answer.headers["retry-after"].isdigit()
+    # the first image was already in the encoders (that cannot be stopped); the second, queued
+    # behind it, was dropped once its request gave up
+    assert scored == ["held.png"]
+    assert app.app.state.scoring.budget.in_use == 0
