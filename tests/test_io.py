@@ -911,3 +911,23 @@ def test_a_name_with_a_newline_cannot_forge_a_line_of_an_error_or_a_warning(tmp_
     assert len(messages) == 2 and all(len(m.splitlines()) == 1 for m in messages)
     assert messages[0].startswith(f"{printable(exif)}: Corrupt EXIF data")
     assert messages[1].startswith("upload\\r\\nFORGED.jpg: Corrupt EXIF data")
+
+
+def test_image_size_reads_the_header_as_decode_image_opens_it() -> None:
+    """The size without decoding: of a small PNG; of a header past Pillow's own bomb limit (the
+    size is wanted whatever it is, and Pillow's limit is restored); None for bytes that
+    decode_image refuses before their pixels (junk, EPS content named .jpg)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (37, 21)).save(buffer, "PNG")
+    assert reiqa.io.image_size(buffer.getvalue(), "a.png") == (37, 21)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 40000, 30000, 8, 2, 0, 0, 0)  # 1.2e9 pixels, 8-bit RGB
+    huge = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+    limit = Image.MAX_IMAGE_PIXELS
+    assert reiqa.io.image_size(huge, "big.png") == (40000, 30000)
+    assert limit == Image.MAX_IMAGE_PIXELS
+    assert reiqa.io.image_size(b"not an image at all", "x.jpg") is None
+    assert reiqa.io.image_size(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "photo.jpg") is None

@@ -53,6 +53,7 @@ __all__ = [
     "check_images",
     "decode_image",
     "file_signature",
+    "image_size",
     "load_image",
     "open_formats",
     "save_image",
@@ -763,6 +764,24 @@ def decode_image(
             return _decode(BytesIO(data), background, max_pixels, label=name)
     finally:
         _warn_again(name, caught)
+
+
+def image_size(data: bytes, name: str) -> tuple[int, int] | None:
+    """(width, height) of an image held in memory, from its header alone (nothing is decoded),
+    as :func:`decode_image` would open it: the same format checks (HEIC's decoder registered
+    when the bytes are HEIC) and formats, Pillow's bomb check off (the size is wanted whatever it
+    is). None where :func:`decode_image` would refuse the bytes before their pixels; the
+    header's warnings are left to the decoding."""
+    try:
+        _check_head(name, data[:_HEAD_BYTES], PurePath(name).suffix)
+        with (
+            _recording_warnings([]),
+            _pillow_bomb_check_off(),
+            Image.open(BytesIO(data), formats=open_formats()) as im,
+        ):
+            return im.size
+    except Exception:  # any: decoding reports the file's error
+        return None
 
 
 def open_formats() -> tuple[str, ...]:

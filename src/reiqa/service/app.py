@@ -86,16 +86,6 @@ def _score_result(record: Record) -> dict[str, Any]:
     return {"filename": record.path, "score": record.score, "error": record.error}
 
 
-def _register_heif() -> None:
-    """Let the pixel budget read HEIC headers too (reiqa.io registers the opener only at the
-    first HEIC it decodes)."""
-    try:
-        import pillow_heif
-    except ImportError:
-        return
-    pillow_heif.register_heif_opener()
-
-
 def create_app(
     model: ReIQA,
     *,
@@ -136,7 +126,6 @@ def create_app(
         on_batch=lambda images, _: metrics.batch_size.observe(images),
     )
     scoring = Scoring(model, bounds, metrics, batcher)
-    _register_heif()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -2,8 +2,9 @@
 
 An upload's bytes say little about its memory: a 4.5 KB flat PNG decodes to 1024x1024 pixels,
 and decoding costs about 19 bytes a pixel at its peak (Pillow's 8-bit image and the float32
-tensor made from it). So each request is charged, before anything is decoded, the pixels its
-headers declare: its largest image at full size (the service decodes a request's files one at a
+tensor made from it; measured: an 8000x6000 JPEG raised the peak resident memory by 886 MB). So
+each request is charged, before anything is decoded, the pixels its headers declare
+(``reiqa.io.image_size``): its largest image at full size (the service decodes a request's files one at a
 time) plus every image at the size it is held until it is scored (capped by the model's
 ``max_side``). A request over ``request_limit`` gets 413; the requests being answered together
 hold at most ``capacity`` pixels, and one that does not fit waits for others to finish (a
@@ -14,36 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import warnings
 from collections.abc import Iterable
-from io import BytesIO
-
-from PIL import Image
-
-from reiqa.io import open_formats
-
-#: bytes a decoded pixel costs at its peak (measured: an 8000x6000 JPEG raised the peak resident
-#: memory by 886 MB, 18.5 bytes a pixel)
-BYTES_PER_PIXEL = 20
-
-
-#: the size reported for a header Pillow itself refuses as a decompression bomb (over twice
-#: ``Image.MAX_IMAGE_PIXELS``): more than any limit, so it is refused or charged in full
-BOMB_SIZE = (1 << 20, 1 << 20)
-
-
-def declared_pixels(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from an image's header, without decoding it; None when Pillow cannot read
-    the header (the file's decoding then fails too, and costs nothing)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(BytesIO(data), formats=open_formats()) as im:
-                return im.size
-    except Image.DecompressionBombError:
-        return BOMB_SIZE
-    except Exception:  # any: this is an estimate, decoding reports the file's error
-        return None
 
 
 def held_pixels(width: int, height: int, max_side: int | None) -> int:
@@ -59,7 +31,8 @@ def request_cost(
     sizes: Iterable[tuple[int, int] | None], *, max_side: int | None, max_pixels: int | None
 ) -> int:
     """The pixels a request is charged: its largest image decoded plus all of them held.
-    Images over ``max_pixels`` (refused before decoding) and unreadable headers cost nothing."""
+    Images over ``max_pixels`` (refused before decoding) and unreadable headers (None) cost
+    nothing."""
     largest, held = 0, 0
     for size in sizes:
         if size is None:

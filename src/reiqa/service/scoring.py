@@ -17,11 +17,11 @@ from fastapi.responses import JSONResponse, Response
 from torch import Tensor
 
 from reiqa.inference import DiagnosisRecord, ReIQA, ScoreRecord
-from reiqa.io import DEFAULT_MAX_PIXELS, Failure
+from reiqa.io import DEFAULT_MAX_PIXELS, Failure, image_size
 from reiqa.runtime import release_memory
 from reiqa.service.batching import ScoreBatcher
 from reiqa.service.guard import CLIENT_GONE, Outcome, Receive, too_large
-from reiqa.service.limits import BudgetTimeout, PixelBudget, declared_pixels, request_cost
+from reiqa.service.limits import BudgetTimeout, PixelBudget, request_cost
 from reiqa.service.metrics import ServiceMetrics
 from reiqa.service.uploads import TooManyFiles, UploadedFile, UploadError, read_files
 
@@ -184,7 +184,7 @@ class Scoring:
 
     async def _cost(self, files: list[UploadedFile]) -> int:
         """The pixels the request is charged (413 over the per-request limit)."""
-        sizes = await asyncio.to_thread(lambda: [declared_pixels(f.data) for f in files])
+        sizes = await asyncio.to_thread(lambda: [image_size(f.data, f.filename) for f in files])
         cost = request_cost(sizes, max_side=self.model.options.max_side, max_pixels=self.limits.max_pixels)
         if cost > self.limits.request_pixels:
             raise _Refused(
