@@ -83,7 +83,8 @@ def run_cli(args: list[object], capsys, monkeypatch) -> tuple[int, str, str]:
 
     from reiqa.cli import main
 
-    monkeypatch.setattr(sys, "argv", ["reiqa", *map(os.fspath, args)])
+    argv = [os.fspath(a) if isinstance(a, os.PathLike) else str(a) for a in args]
+    monkeypatch.setattr(sys, "argv", ["reiqa", *argv])
     monkeypatch.delenv("REIQA_DEBUG", raising=False)
     try:
         main()

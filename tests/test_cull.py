@@ -8,7 +8,6 @@ import csv
 import errno
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 from PIL import Image
 
 from reiqa import cull
-from reiqa.cli import DEFAULT_CULL_SIMILARITY, main
+from reiqa.cli import DEFAULT_CULL_SIMILARITY
 from reiqa.cull import (
     Culled,
     CullRecord,
@@ -32,7 +31,7 @@ from reiqa.cull import (
 from reiqa.errors import ConfigError, OutputError
 from reiqa.inference import load
 from reiqa.outputs import ScoreRecord, lock_output
-from tests.conftest import save_tiny_bundle, textured_images
+from tests.conftest import run_cli, save_tiny_bundle, textured_images
 
 
 def _clusters(n_groups: int, size: int, d: int, spread: float, seed: int) -> np.ndarray:
@@ -284,26 +283,12 @@ def test_keepers_fall_back_to_symbolic_links_then_copies(tmp_path, monkeypatch) 
 # -- the command ---------------------------------------------------------------------------------
 
 
-def _run(args: list[object], capsys, monkeypatch) -> tuple[int, str, str]:
-    monkeypatch.setattr(
-        sys, "argv", ["reiqa", *(os.fspath(a) if isinstance(a, os.PathLike) else str(a) for a in args)]
-    )
-    monkeypatch.delenv("REIQA_DEBUG", raising=False)
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_the_command_writes_rows_links_keepers_and_resumes(
     tiny_model, photos, tmp_path, capsys, monkeypatch
 ) -> None:
     out = tmp_path / "out" / "cull.csv"
     args = ["cull", photos, "-o", out, "--similarity", SIMILAR, "--model", tiny_model, "--device", "cpu"]
-    code, stdout, err = _run([*args, "--link-keepers", tmp_path / "keep"], capsys, monkeypatch)
+    code, stdout, err = run_cli([*args, "--link-keepers", tmp_path / "keep"], capsys, monkeypatch)
     assert code == 3 and stdout == ""  # the broken file: reported, exit status 3
     assert "skipped: " in err and "broken.png" in err and "5 files: 4 groups, 4 kept, 1 failed" in err
     with out.open(newline="") as f:
@@ -319,7 +304,7 @@ def test_the_command_writes_rows_links_keepers_and_resumes(
     ]
     assert rows[-1]["score"] == "" and "broken.png" in rows[-1]["error"]
     assert sorted(p.name for p in (tmp_path / "keep").iterdir()) == ["0-again.png", "1.png", "2.png", "3.png"]
-    code, _, err = _run([*args, "--keep", "2"], capsys, monkeypatch)  # from the cache, regrouped
+    code, _, err = run_cli([*args, "--keep", "2"], capsys, monkeypatch)  # from the cache, regrouped
     assert code == 3 and "5 files (5 from " in err and ": 4 groups, 5 kept" in err
     record = json.loads((out.parent / ".cull.csv.reiqa.json").read_text())
     assert record["format"] == "reiqa-cull-1" and record["keep"] == 2
@@ -330,15 +315,15 @@ def test_the_command_prints_rows_and_refuses_foreign_outputs(
 ) -> None:
     good = [photos / "0.png", photos / "0-again.png", photos / "1.png"]
     base = ["--similarity", SIMILAR, "--model", tiny_model, "--device", "cpu"]
-    code, stdout, err = _run(["cull", *good, *base], capsys, monkeypatch)
+    code, stdout, err = run_cli(["cull", *good, *base], capsys, monkeypatch)
     assert code == 0 and "3 files: 2 groups, 2 kept, 0 failed" in err
     lines = stdout.splitlines()
     assert len(lines) == 3 and lines[0].split()[:2] == ["1", "keep"] and lines[0].endswith("0-again.png")
     theirs = tmp_path / "theirs.json"
     theirs.write_text("[]")
-    code, _, err = _run(["cull", *good, *base, "-o", theirs], capsys, monkeypatch)
+    code, _, err = run_cli(["cull", *good, *base, "-o", theirs], capsys, monkeypatch)
     assert code == 1 and err.startswith("error: ") and "--overwrite" in err and theirs.read_text() == "[]"
-    code, _, err = _run(["cull", *good, *base, "-o", theirs, "--overwrite"], capsys, monkeypatch)
+    code, _, err = run_cli(["cull", *good, *base, "-o", theirs, "--overwrite"], capsys, monkeypatch)
     items = json.loads(theirs.read_text())
     assert code == 0 and [(i["group"], i["keep"]) for i in items] == [(1, True), (1, False), (2, True)]
 

@@ -4,7 +4,6 @@ which extra to install, in one line (``reiqa.extras.require``)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reiqa.cli import main
 from reiqa.errors import ReiqaError
 from reiqa.extras import require
+from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "kodim03.png"
@@ -29,17 +28,6 @@ def _hide(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
         for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
             monkeypatch.setitem(sys.modules, key, None)
         monkeypatch.setitem(sys.modules, name, None)
-
-
-def _cli(args: list[object], capsys, monkeypatch) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["reiqa", *(os.fspath(a) for a in args)])
-    monkeypatch.delenv("REIQA_DEBUG", raising=False)
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    return code, capsys.readouterr().err
 
 
 def test_require_returns_the_module_or_names_the_package_and_the_extra(monkeypatch) -> None:
@@ -69,7 +57,7 @@ def test_fit_diagnosis_without_scikit_learn_fails_in_one_line_before_any_work(
     tmp_path, capsys, monkeypatch
 ) -> None:
     _hide(monkeypatch, "sklearn")
-    code, err = _cli(["fit-diagnosis", SAMPLE, "-o", tmp_path / "head"], capsys, monkeypatch)
+    code, _, err = run_cli(["fit-diagnosis", SAMPLE, "-o", tmp_path / "head"], capsys, monkeypatch)
     assert code == 1
     assert err == "error: reiqa fit-diagnosis needs scikit-learn: pip install 'reiqa[train]'\n"
     assert not (tmp_path / "head").exists()
@@ -78,19 +66,21 @@ def test_fit_diagnosis_without_scikit_learn_fails_in_one_line_before_any_work(
 def test_pretrain_without_tensorboard_fails_in_one_line(tmp_path, capsys, monkeypatch) -> None:
     _hide(monkeypatch, "tensorboard", "torch.utils.tensorboard")
     args = ["pretrain", "--data", REPO / "samples", "--out", tmp_path / "run", "--preset", "cpu-small"]
-    code, err = _cli(args, capsys, monkeypatch)
+    code, _, err = run_cli(args, capsys, monkeypatch)
     assert (code, err) == (1, "error: reiqa pretrain needs tensorboard: pip install 'reiqa[train]'\n")
     assert not (tmp_path / "run").exists()
 
 
 def test_heat_maps_and_curves_without_matplotlib_fail_in_one_line(tmp_path, capsys, monkeypatch) -> None:
     _hide(monkeypatch, "matplotlib")
-    code, err = _cli(["diagnose", SAMPLE, "--map", tmp_path / "maps"], capsys, monkeypatch)
+    code, _, err = run_cli(["diagnose", SAMPLE, "--map", tmp_path / "maps"], capsys, monkeypatch)
     assert (code, err) == (1, "error: reiqa diagnose --map needs matplotlib: pip install 'reiqa[plots]'\n")
     assert not (tmp_path / "maps").exists()
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 1, "epoch": 0.1, "loss": 1.0}\n')
-    code, err = _cli(["training-curve", tmp_path / "run", "-o", tmp_path / "c.png"], capsys, monkeypatch)
+    code, _, err = run_cli(
+        ["training-curve", tmp_path / "run", "-o", tmp_path / "c.png"], capsys, monkeypatch
+    )
     assert (code, err) == (1, "error: drawing figures needs matplotlib: pip install 'reiqa[plots]'\n")
 
 
