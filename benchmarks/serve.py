@@ -107,9 +107,10 @@ def metrics_of_level(before: dict[str, float], after: dict[str, float]) -> dict[
     }
 
 
-def peak_rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmHWM") -> float:
+    """A memory figure of process ``pid`` from /proc, in MiB: VmHWM (its peak RSS) or VmRSS."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -197,7 +198,7 @@ def main() -> None:
             start = time.perf_counter()
             reference = {Path(r.path).name: r.score for r in model.score_files(todo, batch_size=batch)}
             in_process[batch] = n / (time.perf_counter() - start)
-        rss_in_process = peak_rss_mib(os.getpid())
+        rss_in_process = rss_mib(os.getpid())
         del model
 
         proc, url = start_server(args.model, ["--backend", backend])
@@ -208,7 +209,7 @@ def main() -> None:
                 before = scrape(url)
                 levels.append(load_level(url, files, c, args.requests, args.files_per_request))
                 levels[-1]["server_metrics"] = metrics_of_level(before, scrape(url))
-            server_rss = peak_rss_mib(proc.pid)
+            server_rss = rss_mib(proc.pid)
         finally:
             proc.terminate()
             proc.wait(30)

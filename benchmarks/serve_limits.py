@@ -32,7 +32,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.serve import start_server  # noqa: E402
+from benchmarks.serve import rss_mib, start_server  # noqa: E402
 
 
 def _jpeg(width: int, height: int, seed: int) -> bytes:
@@ -47,13 +47,6 @@ def _flat_png() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (1024, 1024), (100, 120, 140)).save(out, "PNG")
     return out.getvalue()
-
-
-def _rss(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _post(url: str, files: list[tuple[str, bytes]]) -> tuple[int, float]:
@@ -96,10 +89,10 @@ def run(model: str, src: Path) -> dict:
     for name, scenario in (("big", scenario_big), ("flat", scenario_flat)):
         proc, url = start_server(model, [], env={"PYTHONPATH": str(src)})
         try:
-            ready_rss = _rss(proc.pid, "VmRSS")
+            ready_rss = rss_mib(proc.pid, "VmRSS")
             result = scenario(url)
             result["ready_rss_mib"] = ready_rss
-            result["peak_rss_mib"] = _rss(proc.pid, "VmHWM")
+            result["peak_rss_mib"] = rss_mib(proc.pid)
             result["peak_above_ready_mib"] = result["peak_rss_mib"] - ready_rss
             result["alive_after"] = httpx.get(f"{url}/health", timeout=10).status_code == 200
         finally:
