@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from reiqa.errors import printable
+from reiqa.errors import ReiqaError, printable
 
 LOG_FORMATS = ("plain", "json")
 
@@ -49,7 +49,7 @@ def configure(log_format: str = "plain", *, level: int = logging.INFO) -> None:
     ``log_format``: the handlers of the ``reiqa`` logger (the command line's) get the format, or
     a stderr handler is added when it has none."""
     if log_format not in LOG_FORMATS:
-        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
+        raise ReiqaError(f"--log-format {log_format}: use one of {', '.join(LOG_FORMATS)}")
     formatter = JsonFormatter() if log_format == "json" else PlainFormatter("%(message)s")
     root = logging.getLogger("reiqa")
     if not root.handlers:

@@ -133,17 +133,14 @@ def serve(
     ``app_options`` go to ``reiqa.service.app.create_app``."""
     token = token_from_env(token_env)
     check_installed()
-    from reiqa.service.logs import LOG_FORMATS, configure
+    from reiqa.service.logs import configure
 
-    if log_format not in LOG_FORMATS:
-        raise ReiqaError(f"--log-format {log_format}: use one of {', '.join(LOG_FORMATS)}")
+    configure(log_format)
     if request_pixels > inflight_pixels:
         raise ReiqaError(
             f"--request-megapixels {request_pixels / 1e6:g} is more than --inflight-megapixels "
             f"{inflight_pixels / 1e6:g}: a request that big could never be answered"
         )
-
-    configure(log_format)
     if not is_loopback(host) and token is None:
         log.warning(
             "warning: listening on %s without a token: anyone who can reach this machine can use the "
