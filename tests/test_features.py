@@ -119,3 +119,71 @@ def test_scoring_and_extraction_share_one_path(model, files) -> None:
     np.testing.assert_allclose(good, regressor.predict(table.features), atol=1e-4)
     assert [r.path for r in records] == [str(p) for p in files]
     assert [r.error is None for r in records] == [p.name != "bad.jpg" for p in files]
+
+
+def test_decoding_ahead_in_a_thread_keeps_order_raises_and_stops() -> None:
+    import threading
+    import time
+
+    from reiqa.features import in_thread_ahead
+
+    assert list(in_thread_ahead(iter(range(50)), 2)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+
+    got = in_thread_ahead(failing(), 2)
+    assert next(got) == 1
+    with pytest.raises(OSError, match="disk gone"):
+        next(got)
+
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    before = threading.active_count()
+    ahead = in_thread_ahead(endless(), 3)
+    assert [next(ahead) for _ in range(5)] == [0, 1, 2, 3, 4]
+    ahead.close()  # a consumer that stops early: the thread ends, having made a few more at most
+    assert threading.active_count() == before
+    count = len(produced)
+    time.sleep(0.05)
+    assert len(produced) == count <= 5 + 3 + 2
+
+
+def test_scores_are_the_same_decoded_ahead_or_in_line(model, files, monkeypatch) -> None:
+    from reiqa import features as features_module
+    from reiqa.features import FeatureOptions, iter_prepared
+
+    def batches(ahead: int) -> list[list[int]]:
+        got = iter_prepared(files, FeatureOptions(), batch_size=2, ahead=ahead)
+        return [[i for i, _ in batch] for batch in got]
+
+    assert (
+        batches(2) == batches(0) == [list(range(i, min(i + 2, len(files)))) for i in range(0, len(files), 2)]
+    )
+    monkeypatch.setattr(features_module, "DECODE_AHEAD", 0)
+    in_line = extract(model, files)
+    monkeypatch.setattr(features_module, "DECODE_AHEAD", 2)
+    ahead = extract(model, files)
+    np.testing.assert_array_equal(in_line.features, ahead.features)
+
+
+def test_float32_on_cuda_turns_tensorfloat32_off_only_while_encoding() -> None:
+    from reiqa.features import _no_tf32
+
+    cudnn = torch.backends.cudnn
+    before = (cudnn.allow_tf32, cudnn.benchmark, cudnn.deterministic)
+    cudnn.benchmark = not before[1]
+    try:
+        with _no_tf32():
+            assert cudnn.allow_tf32 is False and cudnn.benchmark is (not before[1])
+        assert cudnn.allow_tf32 == before[0]
+    finally:
+        cudnn.benchmark = before[1]

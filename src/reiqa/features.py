@@ -13,14 +13,17 @@ bicubic, which is the computation of Pillow's BICUBIC resize the official demos 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from queue import Empty, Full, Queue
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -45,6 +48,8 @@ from reiqa.models.backbones import POOLINGS, InputNorm, set_pooling
 from reiqa.models.checkpoints import load_encoder
 from reiqa.resize import cap_size, half_scale
 from reiqa.schema import from_dict
+
+T = TypeVar("T")
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -323,28 +328,84 @@ def iter_prepared(
     workers: int = 0,
     progress: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ahead: int | None = None,
 ) -> Iterator[list[tuple[int, Tensor | Failure]]]:
     """The files prepared in batches of ``batch_size`` (decoded in ``workers`` processes), in
-    input order: (index into ``paths``, image or Failure). Under both scoring and extraction."""
+    input order: (index into ``paths``, image or Failure). Under both scoring and extraction.
+
+    Without worker processes, a thread decodes up to ``ahead`` batches ahead of the caller
+    (None: ``DECODE_AHEAD``; 0: decoded in line), so that decoding overlaps the encoders."""
     loader = DataLoader(
         PreparedFiles([Path(p) for p in paths], options, max_pixels),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=list,
     )
+    ahead = DECODE_AHEAD if ahead is None else ahead
+    batches: Iterator[list[tuple[int, Tensor | Failure]]] = iter(loader)
+    if workers == 0 and ahead > 0:
+        batches = in_thread_ahead(batches, ahead)
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(paths), unit="img", dynamic_ncols=True)
     try:
-        for batch in loader:
+        for batch in batches:
             if bar is not None:
                 bar.update(len(batch))
             yield batch
     finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
         if bar is not None:
             bar.close()
+
+
+#: batches a thread decodes ahead of the encoders when there are no decoding processes
+#: ($REIQA_DECODE_AHEAD; 0 decodes in line)
+DECODE_AHEAD = int(os.environ.get("REIQA_DECODE_AHEAD", "2"))
+
+
+def in_thread_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
+    """``items``, produced by a daemon thread at most ``depth`` ahead of the consumer. An
+    exception in the producer is raised in the consumer; closing the generator stops the thread
+    at its next item."""
+    queue: Queue[tuple[str, Any]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        queue.put(("item", item), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            queue.put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="reiqa-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(Empty):
+                queue.get(timeout=0.05)
+        thread.join()
 
 
 @dataclass
@@ -488,18 +549,31 @@ def encode(
     if amp not in AMP_DTYPES:
         raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {amp!r}")
     amp_dtype = AMP_DTYPES[amp]
+    if amp_dtype is None and model.engine.precision in AMP_DTYPES:  # the torch-fp16 engine
+        amp_dtype = AMP_DTYPES[model.engine.precision]
     device = model.device
     budget = model.engine.pixels_per_forward if max_pixels_per_forward is None else max_pixels_per_forward
     step = max(1, budget // (images.shape[-2] * images.shape[-1]))
     parts = []
-    for start in range(0, len(images), step):
-        x = images[start : start + step].to(device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            parts.append(model(x).float().cpu().numpy())
+    # float32 means float32 on CUDA too: TensorFloat-32 convolutions (cuDNN's default on Ampere
+    # and later) move scores by up to 0.05 (H200, docs/reports/gpu.json)
+    with _no_tf32() if device.type == "cuda" else contextlib.nullcontext():
+        for start in range(0, len(images), step):
+            x = images[start : start + step].to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                parts.append(model(x).float().cpu().numpy())
     width = sum(w for _, w in model.blocks())
     return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
+
+
+def _no_tf32() -> contextlib.AbstractContextManager[None]:
+    """cuDNN without TensorFloat-32, its other settings as they are."""
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(
+        enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic, allow_tf32=False
+    )
 
 
 def encode_mixed(
