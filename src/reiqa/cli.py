@@ -767,6 +767,81 @@ def export_cmd(
         _echo(f"wrote {path} ({role} encoder)")
 
 
+@app.command("quantize")
+def quantize_cmd(
+    photos: Annotated[
+        list[str],
+        typer.Argument(
+            help="Unlabelled photos like the ones you score (files, folders, globs): a few hundred."
+        ),
+    ],
+    model: Annotated[str, typer.Option(help="'default' or a model folder.")] = "default",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for the int8 encoders (default: the cache, where "
+            "--backend openvino-int8 reads them).",
+        ),
+    ] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Search folders recursively.")] = False,
+    points: Annotated[
+        float, typer.Option(min=0.0, help="Hold-out scores may move at most this much...")
+    ] = 1.0,
+    share: Annotated[
+        float, typer.Option(min=0.5, max=1.0, help="...for at least this share of them.")
+    ] = 0.99,
+    holdout: Annotated[float, typer.Option(min=0.05, max=0.5, help="Share of the photos held out.")] = 0.2,
+    max_photos: Annotated[
+        int, typer.Option(min=30, help="Use at most this many photos (seeded draw).")
+    ] = 300,
+    max_reverts: Annotated[
+        int, typer.Option(min=0, help="At most this many layers per encoder go back to float32.")
+    ] = 40,
+    seed: Annotated[int, typer.Option(help="The draw and the calibration / hold-out split.")] = 0,
+) -> None:
+    """Make int8 encoders for OpenVINO (NNCF post-training quantization) calibrated on your photos,
+    with accuracy control: layers whose int8 arithmetic moves held-out scores go back to float32.
+    `reiqa score --backend openvino-int8` uses them; `--backend auto` too when they met the bar."""
+    import random
+
+    from reiqa.inference import load
+    from reiqa.inference.quantize import AccuracyBar, int8_dir, quantize
+    from reiqa.inputs import expand_inputs
+
+    found = expand_inputs(photos, recursive=recursive)
+    if len(found) > max_photos:
+        found = random.Random(seed).sample(sorted(found), max_photos)
+    net = load(None if model == "default" else model)
+    report = quantize(
+        net,
+        found,
+        out,
+        bar=AccuracyBar(points=points, share=share),
+        holdout=holdout,
+        max_reverts=max_reverts,
+        seed=seed,
+        progress=True,
+        on_skip=_skipped,
+    )
+    h = report.holdout
+    for role, d in report.encoders.items():
+        _echo(f"{role}: {d['int8_convolutions']} of {d['convolutions']} convolutions in int8", err=True)
+    _echo(
+        f"hold-out ({h['photos']} photos): {h['share_within_bar']:.1%} of scores within {points} of float32, "
+        f"largest difference {h['max_abs_diff']:.2f}, 99th percentile {h['p99_abs_diff']:.2f}",
+        err=True,
+    )
+    where = out if out is not None else int8_dir(net.features)
+    verdict = (
+        "meets the bar: --backend auto will use it"
+        if report.passed
+        else ("misses the bar: only --backend openvino-int8 uses it")
+    )
+    _echo(f"wrote {where} ({verdict})")
+
+
 @app.command("bundle")
 def make_bundle(
     regressor: Annotated[Path, typer.Option(help="Folder written by `reiqa fit`.")],

@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file
 
 from reiqa.diagnosis import DiagnosisHead, has_head
-from reiqa.engines import EngineError, choose
+from reiqa.engines import ENGINES, EngineError, choose
 from reiqa.errors import CheckpointError, ModelError, RegressorError
 from reiqa.features import FeatureModel, FeatureOptions
 from reiqa.inference.card import DEFAULT_NORMS, ROLES, EncoderSpec, ModelCard, ScoreSpec
@@ -55,7 +55,8 @@ def load(
         path: the folder; None or 'default' for the model that ships inside the package.
         backend: the engine that runs the encoders (a name of ``reiqa.engines.ENGINES``, always on
             the CPU but for torch), or 'auto': the engine ``reiqa.engines.choose`` picks on
-            ``device`` for ``images`` images.
+            ``device`` for ``images`` images, and there the int8 encoders of ``reiqa quantize``
+            instead of OpenVINO's float32 ones when they met their accuracy bar.
         device: 'cpu' (None), 'cuda', 'cuda:N', 'mps' or 'auto' (CUDA when torch sees a GPU; the
             CPU for an engine that runs on the CPU only).
         images: how many images the model will score (None: a long-lived model, a service).
@@ -68,7 +69,19 @@ def load(
             raise EngineError(f"backend {engine.name!r} runs on the CPU, not on {on}; use backend='torch'")
         on = torch.device("cpu")  # device 'auto' on a machine with a GPU: the engine's CPU
     model = _read(path, on)  # built on its device: no copy for ReIQA.to to make
-    return model.with_backend(engine.name) if engine.start is not None else model
+    if backend == "auto" and engine.name == "openvino" and _int8_passed(model):
+        engine = ENGINES["openvino-int8"]
+    return model.with_backend(engine.name) if engine.name != "torch" else model
+
+
+def _int8_passed(model: ReIQA) -> bool:
+    """Whether ``reiqa quantize`` made int8 encoders of this model that met their accuracy bar."""
+    from reiqa.inference.quantize import read_int8
+
+    try:
+        return read_int8(model.features).passed
+    except EngineError:
+        return False
 
 
 @contextmanager

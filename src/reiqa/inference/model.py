@@ -189,8 +189,11 @@ class ReIQA:
             return self
         if self.backend != "torch":
             raise ValueError(f"this model already runs on {self.backend}; load it again for {backend}")
+        engine = get_engine(backend)
+        if engine.start is None:  # torch in another arithmetic, where the model is
+            return ReIQA(on_engine(self._features, engine), self._regressor, self._card, self._diagnosis)
         cpu = self.to("cpu")._features
-        features = on_engine(cpu, get_engine(backend), folder=Path(onnx_dir) if onnx_dir else None)
+        features = on_engine(cpu, engine, folder=Path(onnx_dir) if onnx_dir else None)
         return ReIQA(features, self._regressor, self._card, self._diagnosis)
 
     def with_diagnosis(self, head: DiagnosisHead | None) -> ReIQA:

@@ -15,9 +15,11 @@ differ from torch's only by the engines' arithmetic; ``benchmarks/score.py`` mea
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -175,13 +177,27 @@ def exported_graphs(features: FeatureModel, *, folder: Path | None = None) -> di
 def on_engine(features: FeatureModel, engine: Engine, *, folder: Path | None = None) -> FeatureModel:
     """``features`` with its encoders run by ``engine`` (torch returns it unchanged): a new
     FeatureModel, on the CPU, with the same model id (and the engine's precision in it). The
-    graphs come from :func:`exported_graphs`."""
+    graphs come from :func:`exported_graphs`, or for an int8 engine from
+    ``reiqa.inference.quantize.read_int8`` (``folder``: an int8 set's folder), whose precision
+    names the set."""
     engine.require()
-    if engine.start is None:
-        return features
+    if engine.start is None:  # torch itself: the same modules, maybe another arithmetic
+        if engine.precision == "fp16" and features.device.type != "cuda":
+            raise EngineError(f"backend {engine.name!r} runs on CUDA; the model is on {features.device}")
+        if engine is features.engine:
+            return features
+        swapped = copy.copy(features)  # shares the encoders
+        swapped.engine = engine
+        return swapped
     if features.device.type != "cpu":
         raise EngineError(f"backend {engine.name!r} runs on the CPU; the model is on {features.device}")
-    paths = exported_graphs(features, folder=folder)
+    if engine.quantized:
+        from reiqa.inference.quantize import read_int8
+
+        int8 = read_int8(features, folder)
+        paths, engine = int8.graphs, replace(engine, precision=int8.precision)
+    else:
+        paths = exported_graphs(features, folder=folder)
     threads = torch.get_num_threads()
     swapped = {}
     for role, (_, encoder) in _encoders(features).items():
