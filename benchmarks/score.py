@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
@@ -197,6 +199,195 @@ def compare_backends(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+# -- the speed/accuracy table (--table) ------------------------------------------------------------
+
+#: (engine, max side) rows of --table; None: the model's own cap (1024)
+TABLE_ROWS = (
+    ("torch", None),
+    ("openvino", None),
+    ("openvino-int8", None),
+    ("openvino", 768),
+    ("openvino", 512),
+    ("openvino", 384),
+    ("openvino-int8", 512),
+    ("openvino-int8", 384),
+)
+
+
+def _score_process(folder: Path, engine: str, max_side: int | None, out: Path) -> float:
+    """Wall seconds of a whole ``reiqa score FOLDER -o OUT`` process."""
+    command = [sys.executable, "-m", "reiqa", "score", str(folder), "-o", str(out), "--overwrite"]
+    command += ["--backend", engine, "--device", "cpu"]
+    if max_side is not None:
+        command += ["--max-side", str(max_side)]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def _read_scores(path: Path) -> dict[str, float]:
+    import csv
+
+    with path.open(newline="") as f:
+        return {Path(r["path"]).name: float(r["score"]) for r in csv.DictReader(f) if r["score"]}
+
+
+def _accuracy(engine: str, max_side: int | None, clive, biq) -> dict:
+    """Features of CLIVE (all) and of the BIQ2021 Test subset with this engine and cap: the shipped
+    regressor's scores, and the CLIVE share median SRCC of a ridge refitted per split."""
+    from reiqa.evaluate import evaluate, make_splits
+    from reiqa.features import extract
+
+    model = load(None, backend=engine)
+    cap = model.max_side if max_side is None else max_side
+    out = {}
+    for name, (paths, _) in (("clive", clive), ("biq", biq)):
+        table = extract(model.features, paths, max_side=cap, batch_size=8)
+        assert not table.failures, table.failures[:3]
+        out[f"{name}_scores"] = model.regressor.predict(table.features)
+        if name == "clive":
+            splits = make_splits(len(paths), n_splits=10, seed=0)
+            result = evaluate(table.features, np.asarray(clive[1]), splits, name=engine)
+            out["clive_share_srcc"] = float(result.summary()["srcc"]["median"])
+    return out
+
+
+def _cached_accuracy(folder: Path | None, key: tuple[str, int], clive, biq) -> dict:
+    """:func:`_accuracy`, kept in ``folder`` (when given) by engine and cap, so that a table can be
+    finished after an interruption or its accuracy part run while the machine is busy."""
+    engine, cap = key
+    path = folder / f"{engine}-{cap}-{len(clive[0])}-{len(biq[0])}.npz" if folder is not None else None
+    if path is not None and path.is_file():
+        saved = np.load(path)
+        return {k: (float(v) if v.ndim == 0 else v) for k, v in saved.items()}
+    acc = _accuracy(engine, None if cap == 1024 else cap, clive, biq)
+    if path is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **acc)
+    return acc
+
+
+def table_mode(args: argparse.Namespace) -> None:
+    """Every row of TABLE_ROWS: whole ``reiqa score`` processes on 192 and 1,920 photos of
+    500x500 and on 12 MP photos (images/s, and what is not scoring: T(192) - 192 / rate, the rate
+    from the difference of the two runs), and the accuracy: CLIVE share SRCC, BIQ2021 Test SRCC
+    (a seeded subset the shipped regressor never saw), and the scores' differences from torch
+    float32 at the same cap."""
+    import random
+
+    from scipy.stats import spearmanr
+
+    from reiqa import datasets
+
+    rows_wanted = [r for r in TABLE_ROWS if r[0] in args.engines]
+    clive_table = datasets.load("clive", args.data / "clive")
+    clive = ([Path(p) for p in clive_table.paths], list(clive_table.scores))
+    biq_rows = []
+    with (args.biq2021 / "Test (Images and MOS).csv").open(newline="") as f:
+        import csv
+
+        biq_rows = list(csv.DictReader(f))
+    biq_rows = random.Random(0).sample(biq_rows, args.biq_photos)
+    if args.exclude:  # the photos int8 was calibrated on (reiqa quantize draws from these)
+        excluded = {Path(p).name for p in args.exclude.read_text().split("\n") if p}
+        biq_rows = [r for r in biq_rows if r["Image Name"] not in excluded]
+    biq = ([args.biq2021 / "Images" / r["Image Name"] for r in biq_rows], [float(r["MOS"]) for r in biq_rows])
+    sources = find_images([args.data / "kodak24"])
+    results = {"rows": [], "import_torch_s": None, "photos": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        sets = {}
+        for name, size, n in (("500x500-192", (500, 500), args.photos), ("12MP", (4000, 3000), args.large)):
+            (root / name).mkdir()
+            sets[name] = make_jpegs(root / name, size, n, sources)
+        (root / "500x500-1920").mkdir()
+        for i in range(10):  # the 192 again, ten times: 1,920 files (copies: links are one file)
+            for p in sets["500x500-192"]:
+                shutil.copyfile(p, root / "500x500-1920" / f"{i}-{p.name}")
+        results["photos"] = {
+            "500x500": [192, 1920],
+            "12MP": args.large,
+            "clive": len(clive[0]),
+            "biq2021_test": len(biq[0]),
+        }
+        results["import_torch_s"] = _first_score_s([sys.executable, "-c", "import torch"])
+        (root / "one").mkdir()
+        shutil.copyfile(sets["500x500-192"][0], root / "one" / "warm.jpg")
+        accuracy: dict[tuple[str, int], dict] = {}
+        for engine, max_side in rows_wanted:
+            cap = max_side or 1024
+            if args.accuracy_only:
+                if engine != "torch":
+                    _cached_accuracy(args.accuracy_cache, (engine, cap if cap < 768 else 1024), clive, biq)
+                continue
+            # the graphs exported and OpenVINO's compiled models cached before anything is timed
+            _score_process(root / "one", engine, max_side, root / "warm.csv")
+            row = {"engine": engine, "max_side": cap}
+            for name in ("500x500-192", "500x500-1920", "12MP"):
+                if name == "500x500-1920" and max_side is not None:
+                    continue  # the rate at 500x500 hardly depends on the cap: measured at 1024 only
+                out = root / f"{engine}-{cap}-{name}.csv"
+                row[f"seconds_{name}"] = _score_process(root / name, engine, max_side, out)
+            n_small, n_large = args.photos, 10 * args.photos
+            row["images_per_s_500x500_192"] = n_small / row["seconds_500x500-192"]
+            if "seconds_500x500-1920" in row:
+                rate = (n_large - n_small) / (row["seconds_500x500-1920"] - row["seconds_500x500-192"])
+                row["images_per_s_500x500_1920"] = n_large / row["seconds_500x500-1920"]
+                row["steady_images_per_s_500x500"] = rate
+                row["not_scoring_s"] = row["seconds_500x500-192"] - n_small / rate
+            row["images_per_s_12MP"] = args.large / row["seconds_12MP"]
+            if engine != "torch":  # torch's scores equal OpenVINO float32's to 1e-4
+                # no CLIVE photo is over 500 px and no BIQ2021 one over 768: caps of 768 and more
+                # score them exactly as 1024 does
+                key = (engine, cap if cap < 768 else 1024)
+                if key not in accuracy:
+                    accuracy[key] = _cached_accuracy(args.accuracy_cache, key, clive, biq)
+                acc = accuracy[key]
+                row["clive_share_srcc"] = acc["clive_share_srcc"]
+                row["clive_srcc_shipped"] = float(spearmanr(acc["clive_scores"], clive[1])[0])
+                row["biq_test_srcc_shipped"] = float(spearmanr(acc["biq_scores"], biq[1])[0])
+                base = accuracy.get(("openvino", key[1]))
+                if base is not None:
+                    diffs = np.abs(
+                        np.concatenate(
+                            [
+                                acc["clive_scores"] - base["clive_scores"],
+                                acc["biq_scores"] - base["biq_scores"],
+                            ]
+                        )
+                    )
+                    row["max_abs_diff"] = float(diffs.max())
+                    row["p99_abs_diff"] = float(np.quantile(diffs, 0.99))
+                    row["share_within_1"] = float(np.mean(diffs <= 1.0))
+            results["rows"].append(row)
+            print(json.dumps(row), flush=True)
+    if args.accuracy_only:
+        return
+    fp32_ov = next((r for r in results["rows"] if r["engine"] == "openvino" and r["max_side"] == 1024), None)
+    nan = float("nan")
+    print(f"python -c 'import torch': {results['import_torch_s']:.2f} s; whole `reiqa score` processes")
+    print(
+        f"| engine | max side | 500x500 img/s ({n_small} / {n_large}) | vs OpenVINO fp32 | 12 MP img/s | "
+        "vs OpenVINO fp32 | not scoring s | CLIVE share SRCC | BIQ2021 Test SRCC | max / p99 diff | "
+        "within 1 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results["rows"]:
+        key = "images_per_s_500x500_1920" if "images_per_s_500x500_1920" in r else "images_per_s_500x500_192"
+        ratio = r[key] / fp32_ov[key] if fp32_ov else nan
+        ratio_12 = r["images_per_s_12MP"] / fp32_ov["images_per_s_12MP"] if fp32_ov else nan
+        speed = f"{r['images_per_s_500x500_192']:.2f} / {r.get('images_per_s_500x500_1920', nan):.2f}"
+        print(
+            f"| {r['engine']} | {r['max_side']} | {speed} | {ratio:.2f}x | {r['images_per_s_12MP']:.2f} | "
+            f"{ratio_12:.2f}x | {r.get('not_scoring_s', nan):.1f} | {r.get('clive_share_srcc', nan):.4f} | "
+            f"{r.get('biq_test_srcc_shipped', nan):.4f} | {r.get('max_abs_diff', nan):.2f} / "
+            f"{r.get('p99_abs_diff', nan):.2f} | {r.get('share_within_1', nan):.1%} |"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, help="the shared data folder (kodak24 inside)")
@@ -210,7 +401,24 @@ def main() -> None:
     ap.add_argument("--backends", nargs="+", help="compare these backends, each in its own process")
     ap.add_argument("--clive", action="store_true", help="also score DATA/clive (accuracy per backend)")
     ap.add_argument("--files", type=Path, help=argparse.SUPPRESS)  # a --backends worker: reuse these files
+    ap.add_argument("--table", action="store_true", help="the speed/accuracy table (needs --data, --biq2021)")
+    ap.add_argument(
+        "--engines", nargs="+", default=["torch", "openvino", "openvino-int8"], help="--table rows"
+    )
+    ap.add_argument("--biq2021", type=Path, help="the BIQ2021 release (Images/, Test CSV) for --table")
+    ap.add_argument("--biq-photos", type=int, default=400, help="seeded subset of BIQ2021 Test")
+    ap.add_argument("--large", type=int, default=24, help="12 MP photos in --table")
+    ap.add_argument(
+        "--photos", type=int, default=192, help="500x500 photos in --table (and ten times as many)"
+    )
+    ap.add_argument("--exclude", type=Path, help="file names (one a line) left out of BIQ2021 Test")
+    ap.add_argument("--accuracy-cache", type=Path, help="keep --table's accuracy per row here (resumable)")
+    ap.add_argument(
+        "--accuracy-only", action="store_true", help="--table: fill the accuracy cache, no timing"
+    )
     args = ap.parse_args()
+    if args.table:
+        return table_mode(args)
     if args.backends:
         return compare_backends(args)
 

@@ -5,8 +5,10 @@ exported-graph loader) reads this table; nothing here imports torch or an engine
 an engine is started, so the command line's help stays instant.
 
 Users name an engine with ``--backend`` / ``backend=``: ``torch`` runs the encoders in PyTorch
-(CPU or CUDA), the others run ONNX graphs exported from them (``reiqa.inference.onnx``) on the
-CPU.
+(CPU or CUDA) and ``torch-fp16`` the same under float16 autocast (CUDA); ``onnxruntime``,
+``openvino`` and ``openvino-bf16`` run ONNX graphs exported from them
+(``reiqa.inference.onnx``) on the CPU, and ``openvino-int8`` the int8 encoders that
+``reiqa quantize`` made (``reiqa.inference.quantize``).
 """
 
 from __future__ import annotations

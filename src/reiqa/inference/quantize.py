@@ -131,7 +131,7 @@ def read_int8(features: FeatureModel, folder: Path | None = None) -> Int8Set:
     if not meta.is_file():
         raise EngineError(
             f"{folder}: no int8 encoders for this model; make them with: reiqa quantize PHOTOS "
-            "(a few hundred of your photos; about 10 minutes on 2 CPU cores)"
+            "(a few hundred of your photos; up to an hour on 2 CPU cores)"
         )
     try:
         report = json.loads(meta.read_text())
