@@ -161,6 +161,8 @@ def test_scores_are_the_same_decoded_ahead_or_in_line(model, files, monkeypatch)
     from reiqa import features as features_module
     from reiqa.features import FeatureOptions, iter_prepared
 
+    monkeypatch.setattr(features_module, "DECODE_AHEAD", None)
+
     def batches(ahead: int) -> list[list[int]]:
         got = iter_prepared(files, FeatureOptions(), batch_size=2, ahead=ahead)
         return [[i for i, _ in batch] for batch in got]
@@ -168,7 +170,7 @@ def test_scores_are_the_same_decoded_ahead_or_in_line(model, files, monkeypatch)
     assert (
         batches(2) == batches(0) == [list(range(i, min(i + 2, len(files)))) for i in range(0, len(files), 2)]
     )
-    monkeypatch.setattr(features_module, "DECODE_AHEAD", 0)
+    monkeypatch.setattr(features_module, "DECODE_AHEAD", 0)  # $REIQA_DECODE_AHEAD=0
     in_line = extract(model, files)
     monkeypatch.setattr(features_module, "DECODE_AHEAD", 2)
     ahead = extract(model, files)
@@ -187,3 +189,27 @@ def test_float32_on_cuda_turns_tensorfloat32_off_only_while_encoding() -> None:
         assert cudnn.allow_tf32 == before[0]
     finally:
         cudnn.benchmark = before[1]
+
+
+def test_each_engine_decodes_as_far_ahead_as_its_row_says(model, files, monkeypatch) -> None:
+    import copy
+    from dataclasses import replace
+
+    from reiqa import features as features_module
+    from reiqa.engines import ENGINES
+
+    depths = []
+    real = features_module.in_thread_ahead
+    monkeypatch.setattr(
+        features_module, "in_thread_ahead", lambda items, d: depths.append(d) or real(items, d)
+    )
+    monkeypatch.setattr(features_module, "DECODE_AHEAD", None)
+    extract(model, files)
+    assert depths == []  # torch's row: in line
+    ahead = copy.copy(model)
+    ahead.engine = replace(ENGINES["torch"], decode_ahead=3)
+    extract(ahead, files)
+    assert depths == [3]
+    monkeypatch.setattr(features_module, "DECODE_AHEAD", 0)  # $REIQA_DECODE_AHEAD=0 overrides the row
+    extract(ahead, files)
+    assert depths == [3]

@@ -333,15 +333,16 @@ def iter_prepared(
     """The files prepared in batches of ``batch_size`` (decoded in ``workers`` processes), in
     input order: (index into ``paths``, image or Failure). Under both scoring and extraction.
 
-    Without worker processes, a thread decodes up to ``ahead`` batches ahead of the caller
-    (None: ``DECODE_AHEAD``; 0: decoded in line), so that decoding overlaps the encoders."""
+    Without worker processes, a thread decodes up to ``ahead`` batches ahead of the caller (0 or
+    None: decoded in line; the engine's ``decode_ahead`` for scoring), so that decoding overlaps
+    the encoders; ``$REIQA_DECODE_AHEAD`` overrides it."""
     loader = DataLoader(
         PreparedFiles([Path(p) for p in paths], options, max_pixels),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=list,
     )
-    ahead = DECODE_AHEAD if ahead is None else ahead
+    ahead = DECODE_AHEAD if DECODE_AHEAD is not None else (ahead or 0)
     batches: Iterator[list[tuple[int, Tensor | Failure]]] = iter(loader)
     if workers == 0 and ahead > 0:
         batches = in_thread_ahead(batches, ahead)
@@ -363,9 +364,9 @@ def iter_prepared(
             bar.close()
 
 
-#: batches a thread decodes ahead of the encoders when there are no decoding processes
-#: ($REIQA_DECODE_AHEAD; 0 decodes in line)
-DECODE_AHEAD = int(os.environ.get("REIQA_DECODE_AHEAD", "2"))
+#: $REIQA_DECODE_AHEAD: batches a thread decodes ahead of the encoders, whatever the engine
+#: (0: in line); None: each engine's own (``reiqa.engines.Engine.decode_ahead``)
+DECODE_AHEAD = int(os.environ["REIQA_DECODE_AHEAD"]) if os.environ.get("REIQA_DECODE_AHEAD") else None
 
 
 def in_thread_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
@@ -627,6 +628,7 @@ def iter_features(
         workers=workers,
         progress=progress,
         max_pixels=max_pixels,
+        ahead=model.engine.decode_ahead,
     )
     for items in prepared:
         good = [(todo[j], image) for j, image in items if not isinstance(image, Failure)]

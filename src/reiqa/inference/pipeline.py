@@ -173,7 +173,13 @@ def score_files(
     ``workers`` processes; ``reiqa.features.iter_prepared``), each batch scored."""
     names = [str(p) for p in paths]
     for batch in iter_prepared(
-        paths, options, batch_size=batch_size, workers=workers, progress=progress, max_pixels=max_pixels
+        paths,
+        options,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+        max_pixels=max_pixels,
+        ahead=features.engine.decode_ahead,
     ):
         yield from score_batch(features, regressor, [names[i] for i, _ in batch], [x for _, x in batch])
 
@@ -193,7 +199,13 @@ def diagnose_files(
     """:func:`score_files` with :func:`diagnose_batch`: one diagnosis per path, in order."""
     names = [str(p) for p in paths]
     for batch in iter_prepared(
-        paths, options, batch_size=batch_size, workers=workers, progress=progress, max_pixels=max_pixels
+        paths,
+        options,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+        max_pixels=max_pixels,
+        ahead=features.engine.decode_ahead,
     ):
         yield from diagnose_batch(
             features, regressor, head, [names[i] for i, _ in batch], [x for _, x in batch]
