@@ -318,7 +318,7 @@ def table_mode(args: argparse.Namespace) -> None:
             cap = max_side or 1024
             if args.accuracy_only:
                 if engine != "torch":
-                    _cached_accuracy(args.accuracy_cache, (engine, cap if cap < 768 else 1024), clive, biq)
+                    _cached_accuracy(args.accuracy_cache, (engine, cap), clive, biq)
                 continue
             # the graphs exported and OpenVINO's compiled models cached before anything is timed
             _score_process(root / "one", engine, max_side, root / "warm.csv")
@@ -337,9 +337,7 @@ def table_mode(args: argparse.Namespace) -> None:
                 row["not_scoring_s"] = row["seconds_500x500-192"] - n_small / rate
             row["images_per_s_12MP"] = args.large / row["seconds_12MP"]
             if engine != "torch":  # torch's scores equal OpenVINO float32's to 1e-4
-                # no CLIVE photo is over 500 px and no BIQ2021 one over 768: caps of 768 and more
-                # score them exactly as 1024 does
-                key = (engine, cap if cap < 768 else 1024)
+                key = (engine, cap)
                 if key not in accuracy:
                     accuracy[key] = _cached_accuracy(args.accuracy_cache, key, clive, biq)
                 acc = accuracy[key]
