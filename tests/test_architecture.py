@@ -74,6 +74,7 @@ ALLOWED: dict[str, set[str]] = {
     "inference": {
         "atomic",
         "diagnosis",
+        "digest",
         "engines",
         "errors",
         "features",

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from reiqa.diagnose.fit import FitResult
     from reiqa.diagnose.run import DiagnoseRun
     from reiqa.features import FeatureTable
+    from reiqa.inference.quantize import QuantizationReport
     from reiqa.jobs import ScoringRun
     from reiqa.train.finetune import FinetuneResult
 
@@ -804,28 +805,29 @@ def quantize_cmd(
     """Make int8 encoders for OpenVINO (NNCF post-training quantization) calibrated on your photos,
     with accuracy control: layers whose int8 arithmetic moves held-out scores go back to float32.
     `reiqa score --backend openvino-int8` uses them; `--backend auto` too when they met the bar."""
-    import random
-
     from reiqa.inference import load
     from reiqa.inference.quantize import AccuracyBar, int8_dir, quantize
     from reiqa.inputs import expand_inputs
 
-    found = expand_inputs(photos, recursive=recursive)
-    if len(found) > max_photos:
-        found = random.Random(seed).sample(sorted(found), max_photos)
     net = load(None if model == "default" else model)
     report = quantize(
         net,
-        found,
+        expand_inputs(photos, recursive=recursive),
         out,
         bar=AccuracyBar(points=points, share=share),
         holdout=holdout,
+        max_photos=max_photos,
         max_reverts=max_reverts,
         seed=seed,
         progress=True,
         on_skip=_skipped,
     )
-    h = report.holdout
+    _print_quantized(report, out if out is not None else int8_dir(net.features))
+
+
+def _print_quantized(report: QuantizationReport, where: Path) -> None:
+    """What ``reiqa quantize`` made, how close to float32 it scores, and whether auto will use it."""
+    h, points = report.holdout, report.bar["points"]
     for role, d in report.encoders.items():
         _echo(f"{role}: {d['int8_convolutions']} of {d['convolutions']} convolutions in int8", err=True)
     _echo(
@@ -833,11 +835,10 @@ def quantize_cmd(
         f"largest difference {h['max_abs_diff']:.2f}, 99th percentile {h['p99_abs_diff']:.2f}",
         err=True,
     )
-    where = out if out is not None else int8_dir(net.features)
     verdict = (
         "meets the bar: --backend auto will use it"
         if report.passed
-        else ("misses the bar: only --backend openvino-int8 uses it")
+        else "misses the bar: only --backend openvino-int8 uses it"
     )
     _echo(f"wrote {where} ({verdict})")
 

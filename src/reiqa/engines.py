@@ -14,6 +14,7 @@ Users name an engine with ``--backend`` / ``backend=``: ``torch`` runs the encod
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,15 @@ AUTO_MIN_IMAGES = 100
 
 class EngineError(ReiqaError):
     """An engine is unknown, not installed, or could not load or export the encoders."""
+
+
+def cache_dir() -> Path:
+    """Where exported graphs, int8 sets and compiled models are kept: $REIQA_CACHE, else
+    $XDG_CACHE_HOME/reiqa, else ~/.cache/reiqa."""
+    if os.environ.get("REIQA_CACHE"):
+        return Path(os.environ["REIQA_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "reiqa"
 
 
 def _onnxruntime(path: Path, threads: int) -> Runner:
@@ -63,12 +73,8 @@ def _compiled_cache() -> Path | None:
     """Where OpenVINO keeps compiled models between runs (a 0.8 s compile of both encoders
     becomes a 0.1 s read): ``$REIQA_CACHE``'s ``openvino`` folder; None when
     ``REIQA_NO_COMPILE_CACHE`` is set or the folder cannot be made."""
-    import os
-
     if os.environ.get("REIQA_NO_COMPILE_CACHE"):
         return None
-    from reiqa.inference.onnx import cache_dir
-
     folder = cache_dir() / "openvino"
     try:
         folder.mkdir(parents=True, exist_ok=True)

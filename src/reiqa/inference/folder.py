@@ -76,7 +76,7 @@ def load(
 
 def _int8_passed(model: ReIQA) -> bool:
     """Whether ``reiqa quantize`` made int8 encoders of this model that met their accuracy bar."""
-    from reiqa.inference.quantize import read_int8
+    from reiqa.inference.int8 import read_int8
 
     try:
         return read_int8(model.features).passed

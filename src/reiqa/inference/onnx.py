@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,8 +26,9 @@ import torch
 from torch import Tensor, nn
 
 from reiqa.atomic import atomic_path, write_text_atomic
-from reiqa.engines import Engine, EngineError, Runner
+from reiqa.engines import Engine, EngineError, Runner, cache_dir
 from reiqa.features import FeatureModel, output_dim
+from reiqa.inference.int8 import read_int8
 from reiqa.models.backbones import InputNorm
 
 __all__ = ["OPSET", "EngineEncoder", "cache_dir", "export_onnx", "exported_graphs", "on_engine"]
@@ -36,14 +36,6 @@ __all__ = ["OPSET", "EngineEncoder", "cache_dir", "export_onnx", "exported_graph
 log = logging.getLogger(__name__)
 
 OPSET = 18
-
-
-def cache_dir() -> Path:
-    """Where exported graphs are kept: $REIQA_CACHE, else $XDG_CACHE_HOME/reiqa, else ~/.cache/reiqa."""
-    if os.environ.get("REIQA_CACHE"):
-        return Path(os.environ["REIQA_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "reiqa"
 
 
 class _Flat(nn.Module):
@@ -192,8 +184,6 @@ def on_engine(features: FeatureModel, engine: Engine, *, folder: Path | None = N
     if features.device.type != "cpu":
         raise EngineError(f"backend {engine.name!r} runs on the CPU; the model is on {features.device}")
     if engine.quantized:
-        from reiqa.inference.quantize import read_int8
-
         int8 = read_int8(features, folder)
         paths, engine = int8.graphs, replace(engine, precision=int8.precision)
     else:

@@ -26,6 +26,7 @@ running the int8 encoders needs only ``openvino``.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -45,10 +46,10 @@ import torch
 from reiqa.atomic import write_json_atomic
 from reiqa.digest import file_sha256
 from reiqa.engines import EngineError
-from reiqa.inference.onnx import _encoders, _Flat, cache_dir
+from reiqa.inference.int8 import FORMAT, Int8Set, int8_dir, read_int8
+from reiqa.inference.onnx import _encoders, _Flat
 
 if TYPE_CHECKING:
-    from reiqa.features import FeatureModel
     from reiqa.inference.model import ReIQA
 
 __all__ = [
@@ -63,7 +64,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORMAT = "reiqa-int8-1"
 #: OpenVINO's CPU plugin runs the layers left in float32 in float32 (without the hint, bfloat16
 #: on CPUs that have it, which moves scores by points)
 PRECISION_HINT = "f32"
@@ -98,63 +98,6 @@ class QuantizationReport:
     passed: bool
     encoders: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class Int8Set:
-    """A folder of int8 encoders, checked: its graphs and its report."""
-
-    folder: Path
-    graphs: dict[str, Path]
-    report: dict[str, Any]
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.report.get("passed"))
-
-    @property
-    def precision(self) -> str:
-        """The engine precision of these encoders: part of the model id of their scores."""
-        return f"int8:{self.report['id']}"
-
-
-def int8_dir(features: FeatureModel) -> Path:
-    """Where ``reiqa quantize`` keeps the int8 encoders of these weights."""
-    return cache_dir() / "int8" / features.model_id(max_side=None, min_side=None)
-
-
-def read_int8(features: FeatureModel, folder: Path | None = None) -> Int8Set:
-    """The int8 encoders of ``features`` in ``folder`` (default: the cache), checked whole and of
-    these weights; EngineError (saying how to make them) otherwise."""
-    folder = Path(folder) if folder is not None else int8_dir(features)
-    meta = folder / "int8.json"
-    if not meta.is_file():
-        raise EngineError(
-            f"{folder}: no int8 encoders for this model; make them with: reiqa quantize PHOTOS "
-            "(a few hundred of your photos; up to an hour on 2 CPU cores)"
-        )
-    try:
-        report = json.loads(meta.read_text())
-        files = report["files"]
-        weights_id = report["weights_id"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EngineError(f"{meta}: unreadable ({exc})") from exc
-    if report.get("format") != FORMAT:
-        raise EngineError(f"{meta}: format {report.get('format')!r}, expected {FORMAT!r}")
-    expected = features.model_id(max_side=None, min_side=None)
-    if weights_id != expected:
-        raise EngineError(
-            f"{folder}: int8 encoders of other weights (id {weights_id}, this model's is {expected}); "
-            "quantize again with reiqa quantize"
-        )
-    graphs = {}
-    for role in _encoders(features):
-        for suffix in (".xml", ".bin"):
-            path = folder / f"{role}{suffix}"
-            if not path.is_file() or file_sha256(path) != files.get(path.name):
-                raise EngineError(f"{path}: missing or not the file int8.json describes; quantize again")
-        graphs[role] = folder / f"{role}.xml"
-    return Int8Set(folder, graphs, report)
 
 
 # -- calibration inputs --------------------------------------------------------------------------
@@ -259,6 +202,74 @@ def _count_int8(compiled: Any) -> tuple[int, int]:
     return int8, total
 
 
+def _quantize_encoder(
+    encoder: torch.nn.Module,
+    weights: tuple[np.ndarray, np.ndarray],
+    calibration: list[tuple[np.ndarray, np.ndarray]],
+    held_out: list[tuple[np.ndarray, np.ndarray]],
+    budget: float,
+    bar: AccuracyBar,
+    max_reverts: int,
+) -> tuple[Any, np.ndarray, dict[str, Any]]:
+    """One encoder in int8: NNCF's quantization, then its accuracy control with this encoder's
+    score error on the held-out photos (``weights``: the regressor's on its full- and half-scale
+    features). Returns the quantized model, the held-out score errors, and a description."""
+    import nncf
+    import openvino as ov
+
+    core = ov.Core()
+    config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "INFERENCE_PRECISION_HINT": PRECISION_HINT}
+    fp32 = _convert(encoder)
+    fp32_run = core.compile_model(fp32, "CPU", config)
+    w_full, w_half = weights
+    items = [
+        (full, half, fp32_run(full)[0][0].astype(np.float64), fp32_run(half)[0][0].astype(np.float64))
+        for full, half in held_out
+    ]
+
+    def score_errors(compiled: Any, data: Sequence[tuple[np.ndarray, ...]]) -> np.ndarray:
+        return np.array(
+            [
+                w_full @ (compiled(full)[0][0] - ref_full) + w_half @ (compiled(half)[0][0] - ref_half)
+                for full, half, ref_full, ref_half in data
+            ]
+        )
+
+    def validate(compiled: Any, data: Any) -> tuple[float, list[float]]:
+        # NNCF wants a metric that is not 0 for the float32 model: 100 - the error quantile
+        e = np.abs(score_errors(compiled, list(data)))
+        return 100.0 - bar.quantile(e), [100.0 - float(v) for v in e]
+
+    restorer = nncf.quantization.advanced_parameters.AdvancedAccuracyRestorerParameters(
+        max_num_iterations=max_reverts, ranking_subset_size=min(len(items), 50)
+    )
+    log.warning("reiqa: quantizing an encoder (%d calibration inputs)", 2 * len(calibration))
+    quantized = nncf.quantize_with_accuracy_control(
+        fp32,
+        nncf.Dataset([x for pair in calibration for x in pair]),
+        nncf.Dataset(items, lambda item: item[0]),
+        validate,
+        max_drop=budget,
+        drop_type=nncf.DropType.ABSOLUTE,
+        preset=nncf.QuantizationPreset.MIXED,
+        subset_size=2 * len(calibration),
+        # BiasCorrection rather than its fast variant: halves the score error (CLIVE, p99 of
+        # |int8 - float32| 7.2 -> 3.4 points before any layer goes back to float32), because
+        # pooled features are channel means, which a per-channel shift moves directly
+        fast_bias_correction=False,
+        advanced_accuracy_restorer_parameters=restorer,
+    )
+    compiled = core.compile_model(quantized, "CPU", config)
+    errors = score_errors(compiled, items)
+    int8, total = _count_int8(compiled)
+    described = {
+        "int8_convolutions": int8,
+        "convolutions": total,
+        "holdout_quantile_points": bar.quantile(errors),
+    }
+    return quantized, errors, described
+
+
 def quantize(
     model: ReIQA,
     photos: Sequence[str | Path],
@@ -266,6 +277,7 @@ def quantize(
     *,
     bar: AccuracyBar = AccuracyBar(),
     holdout: float = 0.2,
+    max_photos: int | None = 300,
     max_reverts: int = 40,
     seed: int = 0,
     progress: bool = False,
@@ -279,19 +291,21 @@ def quantize(
         photos: unlabelled photos like the ones to be scored (a few hundred).
         bar: how close to float32 the hold-out scores must be.
         holdout: the share of ``photos`` held out to check scores (at least 10).
+        max_photos: use at most this many of ``photos`` (a seeded draw; None: all).
         max_reverts: at most this many layers per encoder go back to float32.
         seed: the calibration / hold-out split.
         on_skip: told the error of each photo that could not be read.
     """
-    try:
-        import nncf
-        import openvino as ov
-    except ImportError as exc:
-        raise EngineError("quantizing needs nncf and openvino: pip install 'reiqa[int8]'") from exc
+    missing = [m for m in ("nncf", "openvino") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise EngineError(f"quantizing needs {' and '.join(missing)}: pip install 'reiqa[int8]'")
     if model.backend != "torch" or model.device.type != "cpu":
         raise EngineError("quantize a float32 model on the CPU (backend 'torch')")
     started = time.perf_counter()
-    calibration, held_out = _split([Path(p) for p in photos], holdout, seed)
+    photos = sorted(Path(p) for p in photos)
+    if max_photos is not None and len(photos) > max_photos:
+        photos = random.Random(seed).sample(photos, max_photos)
+    calibration, held_out = _split(photos, holdout, seed)
     cal, bad = _record_inputs(model, calibration, progress)
     val, bad_val = _record_inputs(model, held_out, progress)
     for error in bad + bad_val:
@@ -301,99 +315,48 @@ def quantize(
         raise EngineError(
             f"too few readable photos: {len(cal.photos)} to calibrate, {len(val.photos)} held out"
         )
-    core = ov.Core()
-    config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "INFERENCE_PRECISION_HINT": PRECISION_HINT}
     weights = _score_weights(model)
     roles = list(weights)
-    budget = bar.points / math.sqrt(len(roles))
+    budget = bar.points / math.sqrt(len(roles))  # each encoder's part of the bar
     quantized, errors, described = {}, {}, {}
     for role in roles:
-        fp32 = _convert(_encoders(model.features)[role][1])
-        fp32_run = core.compile_model(fp32, "CPU", config)
-        w_full, w_half = weights[role]
-        items = [
-            (full, half, fp32_run(full)[0][0].astype(np.float64), fp32_run(half)[0][0].astype(np.float64))
-            for full, half in val.arrays[role]
-        ]
-
-        def score_errors(
-            compiled: Any, data: Sequence[tuple[np.ndarray, ...]], w_full=w_full, w_half=w_half
-        ) -> np.ndarray:
-            return np.array(
-                [
-                    w_full @ (compiled(full)[0][0] - ref_full) + w_half @ (compiled(half)[0][0] - ref_half)
-                    for full, half, ref_full, ref_half in data
-                ]
-            )
-
-        def validate(compiled: Any, data: Any, score_errors=score_errors) -> tuple[float, list[float]]:
-            # NNCF wants a metric that is not 0 for the float32 model: 100 - the error quantile
-            e = np.abs(score_errors(compiled, list(data)))
-            return 100.0 - bar.quantile(e), [100.0 - float(v) for v in e]
-
-        calibration_set = nncf.Dataset([x for pair in cal.arrays[role] for x in pair])
-        restorer = nncf.quantization.advanced_parameters.AdvancedAccuracyRestorerParameters(
-            max_num_iterations=max_reverts, ranking_subset_size=min(len(items), 50)
+        quantized[role], errors[role], described[role] = _quantize_encoder(
+            _encoders(model.features)[role][1],
+            weights[role],
+            cal.arrays[role],
+            val.arrays[role],
+            budget,
+            bar,
+            max_reverts,
         )
-        log.warning("reiqa: quantizing the %s encoder (%d calibration inputs)", role, 2 * len(cal.photos))
-        q = nncf.quantize_with_accuracy_control(
-            fp32,
-            calibration_set,
-            nncf.Dataset(items, lambda item: item[0]),
-            validate,
-            max_drop=budget,
-            drop_type=nncf.DropType.ABSOLUTE,
-            preset=nncf.QuantizationPreset.MIXED,
-            subset_size=2 * len(cal.photos),
-            # BiasCorrection rather than its fast variant: halves the score error (CLIVE, p99 of
-            # |int8 - float32| 7.2 -> 3.4 points before any layer goes back to float32), because
-            # pooled features are channel means, which a per-channel shift moves directly
-            fast_bias_correction=False,
-            advanced_accuracy_restorer_parameters=restorer,
-        )
-        compiled = core.compile_model(q, "CPU", config)
-        errors[role] = score_errors(compiled, items)
-        int8, total = _count_int8(compiled)
-        described[role] = {
-            "int8_convolutions": int8,
-            "convolutions": total,
-            "holdout_quantile_points": bar.quantile(errors[role]),
-        }
-        quantized[role] = q
-    total_error = np.sum([errors[r] for r in roles], axis=0)
-    within = float(np.mean(np.abs(total_error) <= bar.points))
-    holdout_figures = {
-        "photos": len(val.photos),
-        "max_abs_diff": float(np.max(np.abs(total_error))),
-        "p99_abs_diff": float(np.quantile(np.abs(total_error), 0.99)),
-        "share_within_bar": within,
-    }
-    identity = hashlib.sha256(
-        json.dumps(
-            [
-                model.features.model_id(max_side=None, min_side=None),
-                _digest(cal.photos),
-                asdict(bar),
-                seed,
-                holdout,
-                max_reverts,
-            ]
-        ).encode()
-    ).hexdigest()[:12]
+    weights_id, digest = model.features.model_id(max_side=None, min_side=None), _digest(cal.photos)
+    settings = [weights_id, digest, asdict(bar), seed, holdout, max_reverts]
+    figures = _holdout_figures(np.sum([errors[r] for r in roles], axis=0), bar)
     report = QuantizationReport(
         format=FORMAT,
-        id=identity,
-        weights_id=model.features.model_id(max_side=None, min_side=None),
+        id=hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:12],
+        weights_id=weights_id,
         model_id=model.model_id,
-        calibration={"photos": len(cal.photos), "digest": _digest(cal.photos), "seed": seed},
-        holdout=holdout_figures,
+        calibration={"photos": len(cal.photos), "digest": digest, "seed": seed},
+        holdout=figures,
         bar=asdict(bar),
-        passed=within >= bar.share,
+        passed=figures["share_within_bar"] >= bar.share,
         encoders=described,
         seconds=time.perf_counter() - started,
     )
     _write(quantized, Path(out) if out is not None else int8_dir(model.features), report)
     return report
+
+
+def _holdout_figures(errors: np.ndarray, bar: AccuracyBar) -> dict[str, Any]:
+    """What ``int8.json`` says of the held-out photos' score errors (both encoders together)."""
+    e = np.abs(errors)
+    return {
+        "photos": len(e),
+        "max_abs_diff": float(e.max()),
+        "p99_abs_diff": float(np.quantile(e, 0.99)),
+        "share_within_bar": float(np.mean(e <= bar.points)),
+    }
 
 
 def _write(graphs: dict[str, Any], folder: Path, report: QuantizationReport) -> None:
