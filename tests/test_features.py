@@ -213,3 +213,27 @@ def test_each_engine_decodes_as_far_ahead_as_its_row_says(model, files, monkeypa
     monkeypatch.setattr(features_module, "DECODE_AHEAD", 0)  # $REIQA_DECODE_AHEAD=0 overrides the row
     extract(ahead, files)
     assert depths == [3]
+
+
+def test_only_torchs_engines_autocast_by_their_precision(model, monkeypatch) -> None:
+    import copy
+
+    from reiqa import features as features_module
+    from reiqa.engines import ENGINES
+    from reiqa.features import encode
+
+    seen = []
+    real = torch.autocast
+
+    def recording(device_type, dtype=None, enabled=True, **kw):
+        seen.append(dtype if enabled else None)
+        return real(device_type, dtype=dtype, enabled=enabled, **kw)
+
+    monkeypatch.setattr(features_module.torch, "autocast", recording)
+    images = textured_images(1, 32, 32)
+    for name in ("openvino-bf16", "torch-fp16", "torch"):
+        other = copy.copy(model)  # the same modules; only the row read by encode differs
+        other.engine = ENGINES[name]
+        seen.clear()
+        encode(other, images)
+        assert set(seen) == {torch.float16 if name == "torch-fp16" else None}, name

@@ -186,13 +186,18 @@ class FeatureModel(nn.Module):
         """Where the encoders are (the normalisation buffers move with them)."""
         return self.quality_norm.mean.device
 
+    def encoders(self) -> dict[str, tuple[InputNorm, nn.Module]]:
+        """{role: (its input normalisation, its backbone)} of the encoders present, in feature
+        order ('quality', then 'content')."""
+        pairs = {"quality": (self.quality_norm, self.quality), "content": (self.content_norm, self.content)}
+        return {role: (norm, enc) for role, (norm, enc) in pairs.items() if enc is not None}
+
     def blocks(self) -> list[tuple[str, int]]:
         """[(block name, width)] in feature order."""
         out = []
-        for name, enc in (("quality", self.quality), ("content", self.content)):
-            if enc is not None:
-                dim = output_dim(enc)
-                out += [(f"{name}_full", dim), (f"{name}_half", dim)]
+        for name, (_, enc) in self.encoders().items():
+            dim = output_dim(enc)
+            out += [(f"{name}_full", dim), (f"{name}_half", dim)]
         return out
 
     @torch.inference_mode()
@@ -550,8 +555,8 @@ def encode(
     if amp not in AMP_DTYPES:
         raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {amp!r}")
     amp_dtype = AMP_DTYPES[amp]
-    if amp_dtype is None and model.engine.precision in AMP_DTYPES:  # the torch-fp16 engine
-        amp_dtype = AMP_DTYPES[model.engine.precision]
+    if amp_dtype is None and model.engine.start is None:  # torch's engines: torch-fp16 autocasts
+        amp_dtype = AMP_DTYPES.get(model.engine.precision)
     device = model.device
     budget = model.engine.pixels_per_forward if max_pixels_per_forward is None else max_pixels_per_forward
     step = max(1, budget // (images.shape[-2] * images.shape[-1]))

@@ -69,18 +69,10 @@ def read_int8(features: FeatureModel, folder: Path | None = None) -> Int8Set:
             "quantize again with reiqa quantize"
         )
     graphs = {}
-    for role in _roles(features):
+    for role in features.encoders():
         for suffix in (".xml", ".bin"):
             path = folder / f"{role}{suffix}"
             if not path.is_file() or file_sha256(path) != files.get(path.name):
                 raise EngineError(f"{path}: missing or not the file int8.json describes; quantize again")
         graphs[role] = folder / f"{role}.xml"
     return Int8Set(folder, graphs, report)
-
-
-def _roles(features: FeatureModel) -> list[str]:
-    return [
-        role
-        for role, enc in (("quality", features.quality), ("content", features.content))
-        if enc is not None
-    ]

@@ -29,7 +29,6 @@ from reiqa.atomic import atomic_path, write_text_atomic
 from reiqa.engines import Engine, EngineError, Runner, cache_dir
 from reiqa.features import FeatureModel, output_dim
 from reiqa.inference.int8 import read_int8
-from reiqa.models.backbones import InputNorm
 
 __all__ = ["OPSET", "EngineEncoder", "cache_dir", "export_onnx", "exported_graphs", "on_engine"]
 
@@ -65,14 +64,6 @@ class EngineEncoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"engine={self.engine}, feature_dim={self.feature_dim}"
-
-
-def _encoders(features: FeatureModel) -> dict[str, tuple[InputNorm, nn.Module]]:
-    pairs = {
-        "quality": (features.quality_norm, features.quality),
-        "content": (features.content_norm, features.content),
-    }
-    return {role: (norm, enc) for role, (norm, enc) in pairs.items() if enc is not None}
 
 
 def _export_one(encoder: nn.Module, target: Path) -> None:
@@ -111,7 +102,7 @@ def export_onnx(features: FeatureModel, folder: str | Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     described = {}
-    for role, (norm, encoder) in _encoders(features).items():
+    for role, (norm, encoder) in features.encoders().items():
         written[role] = folder / f"{role}.onnx"
         _export_one(encoder, written[role])
         described[role] = {
@@ -153,7 +144,7 @@ def _graphs_in(folder: Path, roles: list[str], weights_id: str) -> dict[str, Pat
 def exported_graphs(features: FeatureModel, *, folder: Path | None = None) -> dict[str, Path]:
     """The ONNX graphs of ``features``' encoders: from ``folder`` if given, else from the cache
     (exported there once; about a minute on a 2-core CPU)."""
-    roles = list(_encoders(features))
+    roles = list(features.encoders())
     weights_id = features.model_id(max_side=None, min_side=None)
     if folder is not None:
         return _graphs_in(Path(folder), roles, weights_id)
@@ -167,10 +158,10 @@ def exported_graphs(features: FeatureModel, *, folder: Path | None = None) -> di
 
 
 def on_engine(features: FeatureModel, engine: Engine, *, folder: Path | None = None) -> FeatureModel:
-    """``features`` with its encoders run by ``engine`` (torch returns it unchanged): a new
-    FeatureModel, on the CPU, with the same model id (and the engine's precision in it). The
-    graphs come from :func:`exported_graphs`, or for an int8 engine from
-    ``reiqa.inference.quantize.read_int8`` (``folder``: an int8 set's folder), whose precision
+    """``features`` with its encoders run by ``engine``: for torch's engines the same modules
+    (torch-fp16: on CUDA only), else a new FeatureModel on the CPU; the same model id, with the
+    engine's precision in it. The graphs come from :func:`exported_graphs`, or for an int8 engine
+    from ``reiqa.inference.int8.read_int8`` (``folder``: an int8 set's folder), whose precision
     names the set."""
     engine.require()
     if engine.start is None:  # torch itself: the same modules, maybe another arithmetic
@@ -190,7 +181,7 @@ def on_engine(features: FeatureModel, engine: Engine, *, folder: Path | None = N
         paths = exported_graphs(features, folder=folder)
     threads = torch.get_num_threads()
     swapped = {}
-    for role, (_, encoder) in _encoders(features).items():
+    for role, (_, encoder) in features.encoders().items():
         try:
             run = engine.start(paths[role], threads)
         except Exception as exc:  # the engines raise their own error types

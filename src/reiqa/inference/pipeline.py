@@ -158,6 +158,28 @@ def diagnose_batch(
     return out
 
 
+def _prepared(
+    features: FeatureModel,
+    options: FeatureOptions,
+    paths: Sequence[str | Path],
+    batch_size: int,
+    workers: int,
+    progress: bool,
+    max_pixels: int | None,
+) -> Iterator[list[tuple[int, Tensor | Failure]]]:
+    """The files prepared in batches (``reiqa.features.iter_prepared``), decoded as far ahead of
+    the encoders as their engine's row says."""
+    return iter_prepared(
+        paths,
+        options,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+        max_pixels=max_pixels,
+        ahead=features.engine.decode_ahead,
+    )
+
+
 def score_files(
     features: FeatureModel,
     regressor: QualityRegressor,
@@ -172,15 +194,7 @@ def score_files(
     """One record per path, in order: the files prepared in batches of ``batch_size`` (decoded in
     ``workers`` processes; ``reiqa.features.iter_prepared``), each batch scored."""
     names = [str(p) for p in paths]
-    for batch in iter_prepared(
-        paths,
-        options,
-        batch_size=batch_size,
-        workers=workers,
-        progress=progress,
-        max_pixels=max_pixels,
-        ahead=features.engine.decode_ahead,
-    ):
+    for batch in _prepared(features, options, paths, batch_size, workers, progress, max_pixels):
         yield from score_batch(features, regressor, [names[i] for i, _ in batch], [x for _, x in batch])
 
 
@@ -198,15 +212,7 @@ def diagnose_files(
 ) -> Iterator[DiagnosisRecord]:
     """:func:`score_files` with :func:`diagnose_batch`: one diagnosis per path, in order."""
     names = [str(p) for p in paths]
-    for batch in iter_prepared(
-        paths,
-        options,
-        batch_size=batch_size,
-        workers=workers,
-        progress=progress,
-        max_pixels=max_pixels,
-        ahead=features.engine.decode_ahead,
-    ):
+    for batch in _prepared(features, options, paths, batch_size, workers, progress, max_pixels):
         yield from diagnose_batch(
             features, regressor, head, [names[i] for i, _ in batch], [x for _, x in batch]
         )

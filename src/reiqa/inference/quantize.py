@@ -47,7 +47,7 @@ from reiqa.atomic import write_json_atomic
 from reiqa.digest import file_sha256
 from reiqa.engines import EngineError
 from reiqa.inference.int8 import FORMAT, Int8Set, int8_dir, read_int8
-from reiqa.inference.onnx import _encoders, _Flat
+from reiqa.inference.onnx import _Flat
 
 if TYPE_CHECKING:
     from reiqa.inference.model import ReIQA
@@ -115,7 +115,7 @@ def _record_inputs(model: ReIQA, photos: Sequence[Path], progress: bool) -> tupl
     """Score ``photos`` one at a time with ``model`` (float32), recording what each encoder is
     given. Returns the inputs of the photos that were read, and the errors of those that were not."""
     features = model.features
-    encoders = _encoders(features)
+    encoders = features.encoders()
     seen: dict[str, list[np.ndarray]] = {role: [] for role in encoders}
     hooks = []
     for role, (_, encoder) in encoders.items():
@@ -172,7 +172,7 @@ def _score_weights(model: ReIQA) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     w = np.asarray(reg.coef_ / reg.scale_, dtype=np.float64)
     out, start = {}, 0
     widths = dict(model.features.blocks())
-    for role in _encoders(model.features):
+    for role in model.features.encoders():
         width = widths[f"{role}_full"]
         out[role] = (w[start : start + width], w[start + width : start + 2 * width])
         start += 2 * width
@@ -321,7 +321,7 @@ def quantize(
     quantized, errors, described = {}, {}, {}
     for role in roles:
         quantized[role], errors[role], described[role] = _quantize_encoder(
-            _encoders(model.features)[role][1],
+            model.features.encoders()[role][1],
             weights[role],
             cal.arrays[role],
             val.arrays[role],
