@@ -225,13 +225,6 @@ def _score_process(folder: Path, engine: str, max_side: int | None, out: Path) -
     return time.perf_counter() - start
 
 
-def _read_scores(path: Path) -> dict[str, float]:
-    import csv
-
-    with path.open(newline="") as f:
-        return {Path(r["path"]).name: float(r["score"]) for r in csv.DictReader(f) if r["score"]}
-
-
 def _accuracy(engine: str, max_side: int | None, clive, biq) -> dict:
     """Features of CLIVE (all) and of the BIQ2021 Test subset with this engine and cap: the shipped
     regressor's scores, and the CLIVE share median SRCC of a ridge refitted per split."""
@@ -282,16 +275,13 @@ def table_mode(args: argparse.Namespace) -> None:
     rows_wanted = [r for r in TABLE_ROWS if r[0] in args.engines]
     clive_table = datasets.load("clive", args.data / "clive")
     clive = ([Path(p) for p in clive_table.paths], list(clive_table.scores))
-    biq_rows = []
-    with (args.biq2021 / "Test (Images and MOS).csv").open(newline="") as f:
-        import csv
-
-        biq_rows = list(csv.DictReader(f))
-    biq_rows = random.Random(0).sample(biq_rows, args.biq_photos)
+    biq_table = datasets.load("biq2021", args.biq2021)
+    test = biq_table.subset(np.flatnonzero(np.asarray(biq_table.split) == "test"))
+    drawn = random.Random(0).sample(range(len(test.paths)), args.biq_photos)
     if args.exclude:  # the photos int8 was calibrated on (reiqa quantize draws from these)
         excluded = {Path(p).name for p in args.exclude.read_text().split("\n") if p}
-        biq_rows = [r for r in biq_rows if r["Image Name"] not in excluded]
-    biq = ([args.biq2021 / "Images" / r["Image Name"] for r in biq_rows], [float(r["MOS"]) for r in biq_rows])
+        drawn = [i for i in drawn if Path(test.paths[i]).name not in excluded]
+    biq = ([Path(test.paths[i]) for i in drawn], [float(test.scores[i]) for i in drawn])
     sources = find_images([args.data / "kodak24"])
     results = {"rows": [], "import_torch_s": None, "photos": {}}
     with tempfile.TemporaryDirectory() as tmp:
